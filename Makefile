@@ -1,0 +1,73 @@
+# `make run` sets everything up and reproduces every pipeline; `make test` sets up and tests.
+# `make help` lists every target.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Everything runs inside the project's venv; tool state stays in the repository, telemetry off.
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := false
+export BENTOML_DO_NOT_TRACK := true
+export BENTOML_HOME := $(CURDIR)/bentoml
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+# uv from the PATH, else a copy installed from PyPI into .tools/ (nothing goes into $HOME)
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+
+.PHONY: help setup run repro test test-fast lint format ui bench data-record clean-state
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
+	  | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+setup: $(VENV)/.synced ## Install the locked environment, configure DVC, fetch the data (idempotent)
+	@dvc config --local core.site_cache_dir "$(CURDIR)/.dvc/site-cache"
+	@python -m projects.core.bootstrap
+
+run: setup ## Set up, then reproduce every project's pipeline
+	dvc repro
+
+repro: ## Reproduce the pipelines (no set-up)
+	dvc repro
+
+test: setup ## Set up, then run every test
+	pytest
+
+test-fast: setup ## Run the tests, skipping the slow end-to-end ones
+	pytest -m "not e2e"
+
+lint: $(VENV)/.synced ## ruff check and ruff format --check
+	ruff check .
+	ruff format --check .
+
+format: $(VENV)/.synced ## Format and fix what ruff can
+	ruff format .
+	ruff check --fix .
+
+ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST=, MLFLOW_PORT=)
+	mlflow ui --backend-store-uri "$(TRACKING_URI)" --host $(HOST) --port $(MLFLOW_PORT)
+
+bench: setup ## Measure the models against the targets in docs/ (slow)
+	python -m bench.spam_quality
+
+data-record: $(VENV)/.synced ## Rebuild data/raw from its sources and record it in data.dvc
+	python -m projects.core.bootstrap --record
+
+clean-state: ## Remove the MLflow store and pipeline outputs (the data stays)
+	rm -rf mlflow.db mlartifacts data/prepared models reports

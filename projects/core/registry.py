@@ -1,0 +1,144 @@
+"""The MLflow model registry: log and load models safely, and the promotion gate.
+
+A new version becomes `@champion` only if it beats the current champion on the project's primary
+metric, both scored on the same, current test split; otherwise it becomes `@challenger`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from projects.core.cli import StageError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SKOPS_FILE = "model.skops"
+
+
+def log_sklearn_model(
+    model: Any, registered_name: str, input_example: Any, prediction_example: Any
+) -> Any:
+    """Log a scikit-learn model in the skops format with its signature, and register it.
+
+    Returns:
+        The `ModelInfo`; `registered_model_version` is the new version.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        signature=infer_signature(input_example, prediction_example),
+        input_example=input_example,
+        registered_model_name=registered_name,
+    )
+
+
+def load_sklearn_model(model_uri: str, trusted: Sequence[str] = ()) -> Any:
+    """Load a skops model from the registry, trusting only scikit-learn's own types and `trusted`.
+
+    MLflow's own loader trusts the type list written inside the model; this one trusts only the
+    list in our code, and refuses a model that needs anything more.
+    """
+    import mlflow
+    import skops.io
+
+    local = Path(mlflow.artifacts.download_artifacts(model_uri))
+    model_file = local / SKOPS_FILE if local.is_dir() else local
+    if not model_file.exists():
+        raise StageError(f"{model_uri} holds no {SKOPS_FILE}; only skops models are loaded")
+    untrusted = set(skops.io.get_untrusted_types(file=model_file)) - set(trusted)
+    if untrusted:
+        raise StageError(f"{model_uri} needs types not on the allow-list: {sorted(untrusted)}")
+    return skops.io.load(model_file, trusted=list(trusted))
+
+
+def version_by_alias(name: str, alias: str) -> str | None:
+    """The version behind `name@alias`, or None if the alias (or the model) does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The promotion gate's verdict and the scores it rests on."""
+
+    model: str
+    metric: str
+    candidate_version: str
+    candidate_score: float
+    champion_version: str | None
+    champion_score: float | None
+    promoted: bool
+
+    @property
+    def reason(self) -> str:
+        if self.champion_version is None:
+            return "first model: it becomes champion"
+        if self.champion_version == self.candidate_version:
+            return "already champion"
+        verb = "beats" if self.promoted else "does not beat"
+        return (
+            f"{self.metric} {self.candidate_score:.4f} {verb} "
+            f"champion v{self.champion_version}'s {self.champion_score:.4f}"
+        )
+
+    def as_report(self) -> dict[str, Any]:
+        return {**asdict(self), "reason": self.reason}
+
+
+def decide(
+    model: str,
+    metric: str,
+    candidate_version: str,
+    candidate_score: float,
+    champion_version: str | None,
+    score_champion: Callable[[str], float],
+) -> Decision:
+    """Judge a candidate against the champion; a tie keeps the champion."""
+    champion_score = None
+    if champion_version is None:
+        promoted = True
+    elif champion_version == candidate_version:
+        promoted, champion_score = True, candidate_score
+    else:
+        champion_score = score_champion(f"models:/{model}/{champion_version}")
+        promoted = candidate_score > champion_score
+    return Decision(
+        model,
+        metric,
+        candidate_version,
+        candidate_score,
+        champion_version,
+        champion_score,
+        promoted,
+    )
+
+
+def apply(decision: Decision) -> None:
+    """Move the aliases as decided and tag the candidate version with the verdict."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name, version = decision.model, decision.candidate_version
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        if version_by_alias(name, CHALLENGER) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_model_version_tag(name, version, "promotion", decision.reason)
+    log.info("%s v%s: %s", name, version, decision.reason)

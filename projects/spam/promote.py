@@ -1,0 +1,61 @@
+"""Stage `spam-promote`: the new version becomes `@champion` only if it beats the champion."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from projects.core import cli, registry, tracking
+from projects.spam import config
+from projects.spam.data import read_messages
+from projects.spam.evaluate import evaluate
+from projects.spam.model import TRUSTED_TYPES
+
+log = logging.getLogger(__name__)
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    model_record: Annotated[Path, typer.Option(help="model.json written by train.")] = (
+        config.MODEL_DIR / "model.json"
+    ),
+    metrics_file: Annotated[Path, typer.Option(help="The new model's test metrics.")] = (
+        config.METRICS_FILE
+    ),
+    test_file: Annotated[Path, typer.Option(help="The test split, to score the champion.")] = (
+        config.PREPARED_DIR / "test.csv"
+    ),
+    report: Annotated[Path, typer.Option(help="Where the decision is written.")] = (
+        config.REPORTS_DIR / "promotion.json"
+    ),
+) -> None:
+    """Compare the new version with the champion on the same test split; move the aliases."""
+    metric = config.load().promote.metric
+    record = json.loads(model_record.read_text())
+    candidate_score = json.loads(metrics_file.read_text())[metric]
+    tracking.start(config.NAME)
+
+    def score_champion(model_uri: str) -> float:
+        champion = registry.load_sklearn_model(model_uri, TRUSTED_TYPES)
+        return evaluate(champion, read_messages(test_file))[0][metric]
+
+    decision = registry.decide(
+        config.MODEL_NAME,
+        metric,
+        record["version"],
+        candidate_score,
+        registry.version_by_alias(config.MODEL_NAME, registry.CHAMPION),
+        score_champion,
+    )
+    registry.apply(decision)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(decision.as_report(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(app)

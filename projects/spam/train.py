@@ -1,0 +1,61 @@
+"""Stage `spam-train`: fit the model, track the run in MLflow, register a new model version."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from projects.core import cli, registry, tracking
+from projects.spam import config, model
+from projects.spam.data import read_messages
+
+log = logging.getLogger(__name__)
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    train_file: Annotated[Path, typer.Option(help="The training split.")] = (
+        config.PREPARED_DIR / "train.csv"
+    ),
+    out: Annotated[Path, typer.Option(help="Where the registered version is recorded.")] = (
+        config.MODEL_DIR / "model.json"
+    ),
+) -> None:
+    """Train on the training split and register the model as a new version."""
+    import mlflow
+
+    params = config.load()
+    messages = read_messages(train_file)
+    tracking.start(config.NAME)
+    with mlflow.start_run(run_name="train") as run:
+        mlflow.set_tags({**tracking.lineage(), "project": config.NAME, "stage": "train"})
+        logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+        mlflow.log_params(tracking.flatten(logged))
+        mlflow.log_input(
+            mlflow.data.from_pandas(messages, source=str(train_file), name="spam-train"),
+            context="training",
+        )
+        fitted = model.train(messages, params.train, seed=params.prepare.seed)
+        mlflow.log_param("decision_threshold", fitted.threshold)
+        example = messages[["text"]].head(3)
+        info = registry.log_sklearn_model(
+            fitted, config.MODEL_NAME, example, fitted.predict(example)
+        )
+    record = {
+        "model_name": config.MODEL_NAME,
+        "version": str(info.registered_model_version),
+        "model_uri": f"models:/{config.MODEL_NAME}/{info.registered_model_version}",
+        "run_id": run.info.run_id,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("registered %s v%s (run %s)", config.MODEL_NAME, record["version"], record["run_id"])
+
+
+if __name__ == "__main__":
+    cli.run(app)
