@@ -25,7 +25,7 @@ from projects.core import cli, paths
 from projects.core.cli import StageError
 
 log = logging.getLogger(__name__)
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 # `dvc add` would write data/raw.dvc; the layout keeps one data.dvc at the top, so `--record`
 # writes this skeleton and lets `dvc commit` fill in the hashes.

@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
+
+import typer
+
+
+# Defaults for every stage, also when run as plain `dvc repro` outside make: no telemetry from
+# any tool, and MLflow's own INFO chatter off.
+ENVIRONMENT_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 
 
 class StageError(Exception):
     """A failure the user can fix (bad data, bad params, a bad file); shown without a traceback."""
 
 
+def app() -> typer.Typer:
+    """A stage's command line; real bugs keep a plain traceback, user errors never show one."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Log progress to stderr in one short format; quiet the chattiest libraries."""
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("alembic", "mlflow", "great_expectations", "urllib3", "git"):
+    for noisy in ("alembic", "mlflow", "great_expectations", "urllib3", "git", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run(app: Callable[[], object]) -> None:
     """Run a typer app; a `StageError` becomes `error: <message>` on stderr and exit status 1."""
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     configure_logging()
     try:
         app()

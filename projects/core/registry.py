@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,16 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SKOPS_FILE = "model.skops"
+# What a scikit-learn model needs to be loaded and served elsewhere.
+SERVING_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas")
 
 
 def log_sklearn_model(
-    model: Any, registered_name: str, input_example: Any, prediction_example: Any
+    model: Any,
+    registered_name: str,
+    input_example: Any,
+    prediction_example: Any,
+    trusted: Sequence[str] = (),
 ) -> Any:
     """Log a scikit-learn model in the skops format with its signature, and register it.
 
@@ -32,6 +39,8 @@ def log_sklearn_model(
     import mlflow
     from mlflow.models import infer_signature
 
+    # stated, not inferred: inference reloads the model in a subprocess and guesses
+    requirements = [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
     return mlflow.sklearn.log_model(
         model,
         name="model",
@@ -39,6 +48,8 @@ def log_sklearn_model(
         signature=infer_signature(input_example, prediction_example),
         input_example=input_example,
         registered_model_name=registered_name,
+        skops_trusted_types=list(trusted),
+        pip_requirements=requirements,
     )
 
 

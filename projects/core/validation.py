@@ -6,6 +6,7 @@ the same bytes for the same data.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -21,10 +22,14 @@ log = logging.getLogger(__name__)
 Report = dict[str, Any]
 
 
+@functools.cache
 def _gx_context() -> Any:
+    """One ephemeral GX context per process, with progress bars off."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX sets this logger to INFO on import; its messages are about temporary docs folders
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context

@@ -18,7 +18,7 @@ from projects.spam.data import read_messages
 from projects.spam.model import POSITIVE, TRUSTED_TYPES, spam_probability
 
 log = logging.getLogger(__name__)
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 
 def scores(labels: np.ndarray, predicted: np.ndarray, probability: np.ndarray) -> dict[str, float]:

@@ -20,7 +20,7 @@ from projects.spam import config
 from projects.spam.data import COLUMNS, RAW_FILE, read_messages, write_messages
 
 log = logging.getLogger(__name__)
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 
 def split(messages: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,7 +16,7 @@ from projects.spam.evaluate import evaluate
 from projects.spam.model import TRUSTED_TYPES
 
 log = logging.getLogger(__name__)
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from projects.spam import config, model
 from projects.spam.data import read_messages
 
 log = logging.getLogger(__name__)
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 
 @app.command()
@@ -36,15 +37,16 @@ def main(
         mlflow.set_tags({**tracking.lineage(), "project": config.NAME, "stage": "train"})
         logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
         mlflow.log_params(tracking.flatten(logged))
-        mlflow.log_input(
-            mlflow.data.from_pandas(messages, source=str(train_file), name="spam-train"),
-            context="training",
-        )
+        with warnings.catch_warnings():
+            # MLflow registers its local source class twice and warns that the path is ambiguous
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = mlflow.data.from_pandas(messages, source=str(train_file), name="spam-train")
+        mlflow.log_input(dataset, context="training")
         fitted = model.train(messages, params.train, seed=params.prepare.seed)
         mlflow.log_param("decision_threshold", fitted.threshold)
         example = messages[["text"]].head(3)
         info = registry.log_sklearn_model(
-            fitted, config.MODEL_NAME, example, fitted.predict(example)
+            fitted, config.MODEL_NAME, example, fitted.predict(example), model.TRUSTED_TYPES
         )
     record = {
         "model_name": config.MODEL_NAME,

@@ -14,7 +14,7 @@ from projects.spam import config
 from projects.spam.config import ValidateParams
 from projects.spam.data import COLUMNS, LABELS, RAW_FILE, read_messages
 
-app = typer.Typer(add_completion=False)
+app = cli.app()
 
 
 def with_spam_flag(messages: pd.DataFrame) -> pd.DataFrame:
