@@ -61,14 +61,21 @@ def run_suite(frame: pd.DataFrame, name: str, expectations: Sequence[Any]) -> Re
     import great_expectations as gx
 
     context = _gx_context()
-    batch = (
-        context.data_sources.add_pandas(name)
-        .add_dataframe_asset(name)
-        .add_batch_definition_whole_dataframe(name)
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
-    result = batch.validate(suite)
+    try:
+        batch = (
+            context.data_sources.add_pandas(name)
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe(name)
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+        result = batch.validate(suite)
+    finally:
+        # the context lives for the process; free the names for the next validation
+        if name in context.data_sources.all():
+            context.data_sources.delete(name)
+        if any(suite.name == name for suite in context.suites.all()):
+            context.suites.delete(name)
     results = [_summarise(r) for r in result.results]
     return {"suite": name, "success": bool(result.success), "rows": len(frame), "results": results}
 

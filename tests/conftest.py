@@ -1,0 +1,28 @@
+"""Fixtures shared by every kind of test."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from projects.core.cli import ENVIRONMENT_DEFAULTS
+from projects.spam import config as spam_config
+from projects.spam.data import RAW_FILE, read_messages
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_tools() -> None:
+    """No telemetry from any tool during tests."""
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+@pytest.fixture(scope="session")
+def spam_messages() -> pd.DataFrame:
+    """The real SMS Spam Collection, as `make setup` writes it."""
+    path = spam_config.RAW_DIR / RAW_FILE
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make setup` (make test does) first")
+    return read_messages(path)
