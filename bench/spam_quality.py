@@ -61,12 +61,14 @@ def main(
         print(f"seed {seed}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN), flush=True)
     p50, p99 = _latency_ms(model, test_split["text"].tolist(), repeats=2000)
 
-    print(f"\n| metric | mean over {seeds} seeds | std | min | max | Almeida et al. 2011 | target |")
+    print(
+        f"\n| metric | mean over {seeds} seeds | std | min | max | Almeida et al. 2011 | target |"
+    )
     print("|---|---|---|---|---|---|---|")
     for key in SHOWN:
         values = [r[key] for r in runs]
-        paper = f"{PAPER[key]:.4f}" if key in PAPER else "–"
-        target = " ".join(map(str, TARGET[key])) if key in TARGET else "–"
+        paper = f"{PAPER[key]:.4f}" if key in PAPER else "-"
+        target = " ".join(map(str, TARGET[key])) if key in TARGET else "-"
         print(
             f"| {key} | {statistics.mean(values):.4f} | {statistics.stdev(values):.4f} "
             f"| {min(values):.4f} | {max(values):.4f} | {paper} | {target} |"

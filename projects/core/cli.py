@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import typer
 
-
 # Defaults for every stage, also when run as plain `dvc repro` outside make: no telemetry from
 # any tool, and MLflow's own INFO chatter off.
 ENVIRONMENT_DEFAULTS = {

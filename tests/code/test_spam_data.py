@@ -18,7 +18,12 @@ HEADER = ",spam,text\n"
         # one message swallowed two others through an unbalanced quote
         (
             '0,0,"a ""quote"" here\nham\tsecond\nspam\tthird ""x"""\n1,0,fourth\n',
-            [("ham", 'a "quote" here'), ("ham", "second"), ("spam", 'third "x"'), ("ham", "fourth")],
+            [
+                ("ham", 'a "quote" here'),
+                ("ham", "second"),
+                ("spam", 'third "x"'),
+                ("ham", "fourth"),
+            ],
         ),
         # tabs and newlines that are not a folded label stay in the text
         ('0,1,"line one\nline two\tmore"\n', [("spam", "line one\nline two\tmore")]),

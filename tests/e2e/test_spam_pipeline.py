@@ -1,4 +1,4 @@
-"""`dvc repro` of the spam pipeline in a temporary copy of the repository, with a real MLflow store."""
+"""`dvc repro` of the spam pipeline in a temporary copy of the repository, real MLflow store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from projects.core import paths
 from projects.core.cli import ENVIRONMENT_DEFAULTS
+from tests.code.test_readme import readme_python
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +87,21 @@ def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     assert json.loads((root / "reports/spam/promotion.json").read_text())["promoted"] is True
     again = _run(root, env, "dvc", "repro")
     assert "Data and pipelines are up to date" in again.stdout
+
+
+def test_the_readme_example_loads_the_champion(repo) -> None:
+    root, env = repo
+    script = (
+        readme_python() + "\nprint(model.predict(__import__('pandas').DataFrame({'text': ['hi']})))"
+    )
+    done = _run(
+        root,
+        env | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"},
+        sys.executable,
+        "-c",
+        script,
+    )
+    assert "ham" in done.stdout
 
 
 def test_a_worse_experiment_leaves_the_champion_and_its_run_is_kept(repo) -> None:

@@ -57,7 +57,9 @@ def test_probabilities_are_probabilities_and_follow_the_threshold(model) -> None
     texts = pd.DataFrame({"text": CLEAR_SPAM + CLEAR_HAM})
     probability = spam_probability(model, texts)
     assert ((probability >= 0) & (probability <= 1)).all()
-    assert list(model.predict(texts)) == ["spam" if p >= model.threshold else "ham" for p in probability]
+    assert list(model.predict(texts)) == [
+        "spam" if p >= model.threshold else "ham" for p in probability
+    ]
     assert 0.5 <= model.threshold < 1
 
 
