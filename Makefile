@@ -22,7 +22,7 @@ HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: help setup run repro test test-fast lint format ui bench data-record clean-state
+.PHONY: help setup run repro test test-fast lint format ui bench data-record data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -68,6 +68,9 @@ bench: setup ## Measure the models against the targets in docs/ (slow)
 
 data-record: $(VENV)/.synced ## Rebuild data/raw from its sources and record it in data.dvc
 	python -m projects.core.bootstrap --record
+
+data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.dvc records
+	python -m projects.core.bootstrap --reset
 
 clean-state: ## Remove the MLflow store and pipeline outputs (the data stays)
 	rm -rf mlflow.db mlartifacts data/prepared models reports

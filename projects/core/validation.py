@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from projects.core.cli import StageError
+from projects.core.paths import ROOT
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def run_suite(frame: pd.DataFrame, name: str, expectations: Sequence[Any]) -> Re
         # the context lives for the process; free the names for the next validation
         if name in context.data_sources.all():
             context.data_sources.delete(name)
-        if any(suite.name == name for suite in context.suites.all()):
+        if any(existing.name == name for existing in context.suites.all()):
             context.suites.delete(name)
     results = [_summarise(r) for r in result.results]
     return {"suite": name, "success": bool(result.success), "rows": len(frame), "results": results}
@@ -102,8 +103,6 @@ def validate_file(
 
 
 def _display(path: Path) -> str:
-    from projects.core.paths import ROOT
-
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 

@@ -121,6 +121,9 @@ def test_corrupted_raw_data_stops_at_validate_and_changes_nothing(repo) -> None:
     root, env = repo
     raw = root / "data/raw/spam/sms_spam.csv"
     raw.write_text("label,text\nham,hello\nspamm,\n")
+    setup = _run(root, env, sys.executable, "-m", "projects.core.bootstrap")
+    assert "left as it is" in setup.stderr
+    assert raw.read_text() == "label,text\nham,hello\nspamm,\n"  # set-up keeps the user's data
     done = _run(root, env, "dvc", "repro", ok=False)
     assert done.returncode != 0
     output = done.stdout + done.stderr
