@@ -70,11 +70,13 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(dvc), *args], cwd=paths.ROOT, capture_output=True, text=True)
 
 
-def _raw_state() -> str:
-    """`cached` if data/raw is what data.dvc records and in the DVC cache, `uncached` if only the
-    former (a fresh machine), `different` otherwise (missing or other bytes)."""
+def _raw_state(raw_dir: Path) -> str:
+    """`cached` if `raw_dir` is what data.dvc records and in the DVC cache; `uncached` if it is
+    what data.dvc records but not cached (a fresh machine); `missing`; or `different`."""
     import json
 
+    if not raw_dir.exists():
+        return "missing"  # DVC reports a missing output as "not in cache" when the cache is empty
     done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
     if done.returncode != 0:
         return "different"
@@ -118,29 +120,29 @@ def main(
             return
         paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
     else:
-        state = _raw_state()
+        state = _raw_state(raw_dir)
         if state == "cached":
             log.info("data/raw matches data.dvc")
             return
-        if state == "different" and raw_dir.exists() and not reset:
+        if state == "different" and not reset:
             log.warning(
                 "data/raw differs from data.dvc and is left as it is; `make data-reset` restores "
                 "the recorded version, `make data-record` records this one"
             )
             return
-        if state == "different":
+        if state in ("missing", "different"):
             if _dvc("pull", "--force", "--quiet", target).returncode == 0:
                 log.info("data/raw pulled from the DVC remote")
                 return
             build_raw(raw_dir, wheel_cache, project_names())
-            if _raw_state() == "different":
+            if _raw_state(raw_dir) == "different":
                 raise StageError(
                     "the rebuilt data/raw differs from what data.dvc records; "
                     "if a dataset was added on purpose, record it with `make data-record`"
                 )
     # record the data (or, when its bytes are the recorded ones, cache it), then push it
-    _check(_dvc("commit", "--force", "--quiet", target), "dvc commit")
-    _check(_dvc("push", "--quiet", target), "dvc push")
+    _check(_dvc("commit", "--force", target), "dvc commit")
+    _check(_dvc("push", target), "dvc push")
     log.info("data/raw is in place, cached and pushed to the DVC remote")
 
 

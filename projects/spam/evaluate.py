@@ -59,6 +59,7 @@ def _figures(confusion: pd.DataFrame, curve: pd.DataFrame) -> dict[str, Any]:
 
     matrix, ax = plt.subplots(figsize=(4, 4))
     skm.ConfusionMatrixDisplay.from_predictions(confusion.actual, confusion.predicted, ax=ax)
+    ax.set_title("Confusion matrix, test split")
     pr, ax = plt.subplots(figsize=(5, 4))
     ax.plot(curve.recall, curve.precision)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test split")

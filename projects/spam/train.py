@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +34,8 @@ def main(
     params = config.load()
     messages = read_messages(train_file)
     tracking.start(config.NAME)
-    with mlflow.start_run(run_name="train") as run:
+    # an experiment's runs carry DVC's experiment name; MLflow names the others
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
         mlflow.set_tags({**tracking.lineage(), "project": config.NAME, "stage": "train"})
         logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
         mlflow.log_params(tracking.flatten(logged))
