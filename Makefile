@@ -40,11 +40,15 @@ setup: $(VENV)/.synced ## Install the locked environment, configure DVC, fetch t
 	@dvc config --local core.site_cache_dir "$(CURDIR)/.dvc/site-cache"
 	@python -m projects.core.bootstrap
 
+# Every project's pipeline, from its first stage down. Unlike a bare `dvc repro`, this never
+# records a changed data/raw into data.dvc before validation has judged it.
+REPRO := dvc repro --downstream --glob '*-prepare'
+
 run: setup ## Set up, then reproduce every project's pipeline
-	dvc repro
+	$(REPRO)
 
 repro: ## Reproduce the pipelines (no set-up)
-	dvc repro
+	$(REPRO)
 
 test: setup ## Set up, then run every test
 	pytest
@@ -66,7 +70,7 @@ ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST
 bench: setup ## Measure the models against the targets in docs/ (slow)
 	python -m bench.spam_quality
 
-data-record: $(VENV)/.synced ## Rebuild data/raw from its sources and record it in data.dvc
+data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record
 
 data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.dvc records

@@ -102,7 +102,10 @@ def main(
         bool, typer.Option(help="Replace a data/raw that differs from data.dvc.")
     ] = False,
     record: Annotated[
-        bool, typer.Option(help="Rebuild and record the result as a new version in data.dvc.")
+        bool, typer.Option(help="Record data/raw as it is now as a new version in data.dvc.")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild data/raw from its sources and record it (new datasets).")
     ] = False,
     no_dvc: Annotated[
         bool, typer.Option("--no-dvc", help="Only build the files; leave DVC alone.")
@@ -111,13 +114,14 @@ def main(
     """Bring the raw data of every project into place, as `data.dvc` records it.
 
     A data/raw that exists but differs from data.dvc is the user's: it is left alone (the
-    pipeline's validate stages judge it) unless `--reset` is given.
+    pipeline's validate stages judge it) unless `--reset` or `--record` says what to do with it.
     """
     target = paths.DATA_DVC_FILE.name
-    if no_dvc or record:
+    if no_dvc or rebuild:
         build_raw(raw_dir, wheel_cache, project_names())
         if no_dvc:
             return
+    if rebuild or record:
         paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
     else:
         state = _raw_state(raw_dir)
@@ -137,8 +141,9 @@ def main(
             build_raw(raw_dir, wheel_cache, project_names())
             if _raw_state(raw_dir) == "different":
                 raise StageError(
-                    "the rebuilt data/raw differs from what data.dvc records; "
-                    "if a dataset was added on purpose, record it with `make data-record`"
+                    "the rebuilt data/raw differs from what data.dvc records; if a dataset "
+                    "was added on purpose, record it with `python -m projects.core.bootstrap "
+                    "--rebuild`"
                 )
     # record the data (or, when its bytes are the recorded ones, cache it), then push it
     _check(_dvc("commit", "--force", target), "dvc commit")

@@ -71,7 +71,7 @@ def _registry(repo: Path):
 
 def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     root, env = repo
-    _run(root, env, "dvc", "repro")
+    _run(root, env, "make", "--no-print-directory", "repro")
     metrics = json.loads((root / "metrics/spam.json").read_text())
     assert set(metrics) == {
         "accuracy", "precision", "recall", "f1", "mcc", "spam_caught", "blocked_ham", "roc_auc"
@@ -85,7 +85,7 @@ def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     assert {"git_commit", "data_version", "git_dirty"} <= set(run.data.tags)
     assert run.data.params["train.C"] == "1.0"
     assert json.loads((root / "reports/spam/promotion.json").read_text())["promoted"] is True
-    again = _run(root, env, "dvc", "repro")
+    again = _run(root, env, "make", "--no-print-directory", "repro")
     assert "Data and pipelines are up to date" in again.stdout
 
 
@@ -124,8 +124,10 @@ def test_corrupted_raw_data_stops_at_validate_and_changes_nothing(repo) -> None:
     setup = _run(root, env, sys.executable, "-m", "projects.core.bootstrap")
     assert "left as it is" in setup.stderr
     assert raw.read_text() == "label,text\nham,hello\nspamm,\n"  # set-up keeps the user's data
-    done = _run(root, env, "dvc", "repro", ok=False)
+    recorded = (root / "data.dvc").read_text()
+    done = _run(root, env, "make", "--no-print-directory", "repro", ok=False)
     assert done.returncode != 0
+    assert (root / "data.dvc").read_text() == recorded  # the data version is not moved
     output = done.stdout + done.stderr
     assert "spam-validate" in output and "data/raw/spam/sms_spam.csv" in output
     assert "expect_column_values_to_be_in_set" in output
