@@ -61,8 +61,15 @@ def load_sklearn_model(model_uri: str, trusted: Sequence[str] = ()) -> Any:
     """
     import mlflow
     import skops.io
+    from mlflow.exceptions import MlflowException
 
-    local = Path(mlflow.artifacts.download_artifacts(model_uri))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri))
+    except MlflowException as exc:
+        raise StageError(
+            f"cannot load {model_uri} from {mlflow.get_tracking_uri()}: {exc.message}; "
+            "if the MLflow store was removed, `make clean-state` and run the pipeline again"
+        ) from None
     model_file = local / SKOPS_FILE if local.is_dir() else local
     if not model_file.exists():
         raise StageError(f"{model_uri} holds no {SKOPS_FILE}; only skops models are loaded")

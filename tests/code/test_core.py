@@ -140,3 +140,16 @@ def test_promotion_decision(candidate, score, champion, champion_score, promoted
     )
     assert decision.promoted is promoted
     assert decision.as_report()["reason"]
+
+
+def test_loading_a_model_the_store_does_not_have_names_it(tmp_path, monkeypatch) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    try:
+        with pytest.raises(StageError, match=re.escape("cannot load models:/nothing/1")):
+            registry.load_sklearn_model("models:/nothing/1")
+    finally:
+        mlflow.set_tracking_uri(previous)
