@@ -38,13 +38,15 @@ def features(params: TrainParams) -> ColumnTransformer:
     return ColumnTransformer([("words", words, "text"), ("chars", chars, "text")])
 
 
-def scorer(params: TrainParams) -> Pipeline:
+def scorer(params: TrainParams, seed: int) -> Pipeline:
     """Features and a linear SVM whose margins are Platt-scaled into spam probabilities."""
+    # liblinear shuffles its coordinate descent: seed it, or the same data gives other floats
+    svm = LinearSVC(C=params.C, random_state=seed)
     # ensemble=False keeps one SVM fitted on all the data, so predicting costs one model
-    svm = CalibratedClassifierCV(
-        LinearSVC(C=params.C), method="sigmoid", cv=params.calibration_folds, ensemble=False
+    calibrated = CalibratedClassifierCV(
+        svm, method="sigmoid", cv=params.calibration_folds, ensemble=False
     )
-    return Pipeline([("features", features(params)), ("svm", svm)])
+    return Pipeline([("features", features(params)), ("svm", calibrated)])
 
 
 def spam_probability(model: Pipeline, texts: pd.DataFrame) -> np.ndarray:
@@ -67,12 +69,17 @@ def train(messages: pd.DataFrame, params: TrainParams, seed: int) -> FixedThresh
     """Fit the model on `messages` (columns `text`, `label`) and fix its threshold."""
     texts, labels = messages[["text"]], messages["label"].to_numpy()
     folds = StratifiedKFold(params.calibration_folds, shuffle=True, random_state=seed)
-    out_of_fold = cross_val_predict(scorer(params), texts, labels, cv=folds, method="predict_proba")
+    out_of_fold = cross_val_predict(
+        scorer(params, seed), texts, labels, cv=folds, method="predict_proba"
+    )
     classes = sorted(set(labels))
     threshold = choose_threshold(
         out_of_fold[:, classes.index(POSITIVE)], labels == POSITIVE, params.max_blocked_ham
     )
     model = FixedThresholdClassifier(
-        scorer(params), threshold=threshold, pos_label=POSITIVE, response_method="predict_proba"
+        scorer(params, seed),
+        threshold=threshold,
+        pos_label=POSITIVE,
+        response_method="predict_proba",
     )
     return model.fit(texts, labels)

@@ -78,3 +78,12 @@ def test_threshold_blocks_at_most_the_budget_of_ham(scores, is_spam, budget, blo
     threshold = choose_threshold(scores, is_spam, budget)
     assert threshold >= 0.5
     assert int((scores[~is_spam] >= threshold).sum()) == blocked
+
+
+def test_training_is_deterministic_for_a_seed(spam_messages: pd.DataFrame, model) -> None:
+    params = load_params("spam", SpamParams)
+    train_split, test_split = split(spam_messages, params.prepare.test_size, params.prepare.seed)
+    again = train(train_split, params.train, seed=params.prepare.seed)
+    texts = test_split[["text"]]
+    assert (spam_probability(again, texts) == spam_probability(model, texts)).all()
+    assert again.threshold == model.threshold
