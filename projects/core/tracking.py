@@ -49,9 +49,13 @@ def start(experiment: str) -> str:
     return experiment_id
 
 
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+def _git(*args: str) -> str | None:
+    """Output of a git command in the repository, or None where git cannot answer."""
+    try:
+        done = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def data_version(dvc_file: Path = paths.DATA_DVC_FILE) -> str:
@@ -65,9 +69,10 @@ def data_version(dvc_file: Path = paths.DATA_DVC_FILE) -> str:
 
 def lineage() -> dict[str, str]:
     """Tags that tie a run to its code, data and experiment."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
     tags = {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
         "data_version": data_version(),
     }
     if name := os.environ.get("DVC_EXP_NAME"):
