@@ -20,7 +20,6 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
-TRACKING_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
 .PHONY: help setup run repro test test-fast lint format ui bench data-record data-reset clean-state
 
@@ -65,7 +64,8 @@ format: $(VENV)/.synced ## Format and fix what ruff can
 	ruff check --fix .
 
 ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST=, MLFLOW_PORT=)
-	mlflow ui --backend-store-uri "$(TRACKING_URI)" --host $(HOST) --port $(MLFLOW_PORT)
+	mlflow ui --host $(HOST) --port $(MLFLOW_PORT) --backend-store-uri \
+	  "$$(python -c 'from projects.core.tracking import tracking_uri; print(tracking_uri())')"
 
 bench: setup ## Measure the models against the targets in docs/ (slow)
 	python -m bench.spam_quality

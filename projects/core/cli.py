@@ -37,13 +37,13 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run(app: Callable[[], object]) -> None:
+def run(command: Callable[[], object]) -> None:
     """Run a typer app; a `StageError` becomes `error: <message>` on stderr and exit status 1."""
     for name, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     configure_logging()
     try:
-        app()
+        command()
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

