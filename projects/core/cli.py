@@ -10,7 +10,7 @@ from collections.abc import Callable
 import typer
 
 # Defaults for every stage, also when run as plain `dvc repro` outside make: no telemetry from
-# any tool, and MLflow's own INFO chatter off.
+# any tool, and MLflow's own INFO chatter and progress bars off.
 ENVIRONMENT_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
@@ -18,6 +18,7 @@ ENVIRONMENT_DEFAULTS = {
     "BENTOML_DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -6,7 +6,9 @@ metric, both scored on the same, current test split; otherwise it becomes `@chal
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -21,7 +23,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 SKOPS_FILE = "model.skops"
 # What a scikit-learn model needs to be loaded and served elsewhere.
-SERVING_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas")
+SKLEARN_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas")
 
 
 def log_sklearn_model(
@@ -40,7 +42,7 @@ def log_sklearn_model(
     from mlflow.models import infer_signature
 
     # stated, not inferred: inference reloads the model in a subprocess and guesses
-    requirements = [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
+    requirements = [f"{name}=={version(name)}" for name in SKLEARN_PACKAGES]
     return mlflow.sklearn.log_model(
         model,
         name="model",
@@ -50,6 +52,45 @@ def log_sklearn_model(
         registered_model_name=registered_name,
         skops_trusted_types=list(trusted),
         pip_requirements=requirements,
+    )
+
+
+def log_pyfunc_model(
+    code: Path,
+    artifacts: dict[str, str],
+    registered_name: str,
+    input_example: Any,
+    output_example: Any,
+    packages: Sequence[str],
+) -> Any:
+    """Log a pyfunc model from code (MLflow runs `code` to load it, nothing is pickled).
+
+    Returns:
+        The `ModelInfo`; `registered_model_version` is the new version.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; ids are never missing
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts=artifacts,
+            signature=infer_signature(input_example, output_example),
+            input_example=input_example,
+            registered_model_name=registered_name,
+            pip_requirements=[f"{name}=={version(name)}" for name in packages],
+        )
+
+
+def _not_loadable(model_uri: str, exc: Any) -> StageError:
+    import mlflow
+
+    return StageError(
+        f"cannot load {model_uri} from {mlflow.get_tracking_uri()}: {exc.message}; "
+        "if the MLflow store was removed, `make clean-state` and run the pipeline again"
     )
 
 
@@ -66,10 +107,7 @@ def load_sklearn_model(model_uri: str, trusted: Sequence[str] = ()) -> Any:
     try:
         local = Path(mlflow.artifacts.download_artifacts(model_uri))
     except MlflowException as exc:
-        raise StageError(
-            f"cannot load {model_uri} from {mlflow.get_tracking_uri()}: {exc.message}; "
-            "if the MLflow store was removed, `make clean-state` and run the pipeline again"
-        ) from None
+        raise _not_loadable(model_uri, exc) from None
     model_file = local / SKOPS_FILE if local.is_dir() else local
     if not model_file.exists():
         raise StageError(f"{model_uri} holds no {SKOPS_FILE}; only skops models are loaded")
@@ -77,6 +115,40 @@ def load_sklearn_model(model_uri: str, trusted: Sequence[str] = ()) -> Any:
     if untrusted:
         raise StageError(f"{model_uri} needs types not on the allow-list: {sorted(untrusted)}")
     return skops.io.load(model_file, trusted=list(trusted))
+
+
+def load_pyfunc_model(model_uri: str) -> Any:
+    """Load a pyfunc model that was logged as code; refuse one that would be unpickled."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+        if "model_code_path" not in flavor:
+            raise StageError(f"{model_uri} is not a model logged as code; it is not loaded")
+        return mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as exc:
+        raise _not_loadable(model_uri, exc) from None
+
+
+def write_record(path: Path, model: str, info: Any, run_id: str) -> dict[str, str]:
+    """Write the version train registered to `path` (the JSON later stages read); return it."""
+    version = str(info.registered_model_version)
+    record = {
+        "model_name": model,
+        "version": version,
+        "model_uri": f"models:/{model}/{version}",
+        "run_id": run_id,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("registered %s v%s (run %s)", model, version, run_id)
+    return record
+
+
+def read_record(path: Path) -> dict[str, str]:
+    """The record `write_record` wrote."""
+    return json.loads(path.read_text())
 
 
 def version_by_alias(name: str, alias: str) -> str | None:
@@ -160,3 +232,34 @@ def apply(decision: Decision) -> None:
         client.set_registered_model_alias(name, CHALLENGER, version)
     client.set_model_version_tag(name, version, "promotion", decision.reason)
     log.info("%s v%s: %s", name, version, decision.reason)
+
+
+def promote(
+    model: str,
+    metric: str,
+    model_record: Path,
+    metrics_file: Path,
+    report: Path,
+    score_champion: Callable[[str], float],
+) -> Decision:
+    """A promote stage: judge the version train recorded against the champion, move the aliases,
+    and write the decision to `report`.
+
+    Args:
+        model_record: the JSON train wrote, with the new `version`.
+        metrics_file: the new version's metrics, as evaluate wrote them.
+        score_champion: scores a model URI on `metric`, on the same data the metrics came from.
+    """
+    version = read_record(model_record)["version"]
+    decision = decide(
+        model,
+        metric,
+        version,
+        json.loads(metrics_file.read_text())[metric],
+        version_by_alias(model, CHAMPION),
+        score_champion,
+    )
+    apply(decision)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(decision.as_report(), indent=2) + "\n")
+    return decision

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +83,66 @@ def lineage() -> dict[str, str]:
     return tags
 
 
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"train": {"C": 1}}` -> `{"train.C": 1}`, for logging nested params."""
+def flatten(params: Mapping[str, Any], prefix: str = "", separator: str = ".") -> dict[str, Any]:
+    """`{"train": {"C": 1}}` -> `{"train.C": 1}`, for logging nested params or metrics."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
+            flat.update(flatten(value, f"{name}{separator}", separator))
         else:
             flat[name] = value
     return flat
+
+
+@contextlib.contextmanager
+def training_run(project: str, params: Mapping[str, Any], data: Any, source: Path) -> Iterator[Any]:
+    """A project's training run: its experiment, lineage tags, params and training data.
+
+    Args:
+        params: nested params, logged flat (`train.C`).
+        data: the training DataFrame, logged as the run's input dataset `<project>-train`.
+        source: where `data` was read from.
+    """
+    import mlflow
+
+    start(project)
+    # an experiment's runs carry DVC's experiment name; MLflow names the others
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
+        mlflow.set_tags({**lineage(), "project": project, "stage": "train"})
+        mlflow.log_params(flatten(params))
+        with warnings.catch_warnings():
+            # MLflow registers its local source class twice and warns that the path is ambiguous
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = mlflow.data.from_pandas(data, source=str(source), name=f"{project}-train")
+        mlflow.log_input(dataset, context="training")
+        yield run
+
+
+def record_evaluation(
+    run_id: str,
+    metrics: Mapping[str, Any],
+    metrics_file: Path,
+    plots_dir: Path,
+    tables: Mapping[str, Any],
+    figures: Mapping[str, Any],
+) -> None:
+    """Write the metrics and plot data DVC tracks; log them and the figures to the model's run.
+
+    Args:
+        metrics: possibly nested; logged flat with `_` (`baseline_ndcg_at_10`).
+        tables: plot data, CSV file name -> DataFrame.
+        figures: PNG file name -> matplotlib figure.
+    """
+    import mlflow
+
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(plots_dir / name, index=False, lineterminator="\n")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(flatten(metrics, separator="_"))
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}")
+        mlflow.log_artifacts(str(plots_dir), "plots/data")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,22 +79,13 @@ def main(
     plots_dir: Annotated[Path, typer.Option(help="Where the plot data goes.")] = (config.PLOTS_DIR),
 ) -> None:
     """Evaluate the newly registered model and log the results to its training run."""
-    import mlflow
-
-    record = json.loads(model_record.read_text())
+    record = registry.read_record(model_record)
     tracking.start(config.NAME)
     model = registry.load_sklearn_model(record["model_uri"], TRUSTED_TYPES)
     metrics, confusion, curve = evaluate(model, read_messages(test_file))
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    confusion.to_csv(plots_dir / "confusion.csv", index=False, lineterminator="\n")
-    curve.to_csv(plots_dir / "precision_recall.csv", index=False, lineterminator="\n")
-    with mlflow.start_run(run_id=record["run_id"]):
-        mlflow.log_metrics(metrics)
-        for name, figure in _figures(confusion, curve).items():
-            mlflow.log_figure(figure, f"plots/{name}")
-        mlflow.log_artifacts(str(plots_dir), "plots/data")
+    tables = {"confusion.csv": confusion, "precision_recall.csv": curve}
+    figures = _figures(confusion, curve)
+    tracking.record_evaluation(record["run_id"], metrics, metrics_file, plots_dir, tables, figures)
     log.info("test metrics: %s", metrics)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -36,25 +35,13 @@ def main(
 ) -> None:
     """Compare the new version with the champion on the same test split; move the aliases."""
     metric = config.load().promote.metric
-    record = json.loads(model_record.read_text())
-    candidate_score = json.loads(metrics_file.read_text())[metric]
     tracking.start(config.NAME)
 
     def score_champion(model_uri: str) -> float:
         champion = registry.load_sklearn_model(model_uri, TRUSTED_TYPES)
         return evaluate(champion, read_messages(test_file))[0][metric]
 
-    decision = registry.decide(
-        config.MODEL_NAME,
-        metric,
-        record["version"],
-        candidate_score,
-        registry.version_by_alias(config.MODEL_NAME, registry.CHAMPION),
-        score_champion,
-    )
-    registry.apply(decision)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(decision.as_report(), indent=2) + "\n")
+    registry.promote(config.MODEL_NAME, metric, model_record, metrics_file, report, score_champion)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -33,32 +30,15 @@ def main(
 
     params = config.load()
     messages = read_messages(train_file)
-    tracking.start(config.NAME)
-    # an experiment's runs carry DVC's experiment name; MLflow names the others
-    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
-        mlflow.set_tags({**tracking.lineage(), "project": config.NAME, "stage": "train"})
-        logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
-        mlflow.log_params(tracking.flatten(logged))
-        with warnings.catch_warnings():
-            # MLflow registers its local source class twice and warns that the path is ambiguous
-            warnings.filterwarnings("ignore", message="The specified dataset source")
-            dataset = mlflow.data.from_pandas(messages, source=str(train_file), name="spam-train")
-        mlflow.log_input(dataset, context="training")
+    logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    with tracking.training_run(config.NAME, logged, messages, train_file) as run:
         fitted = model.train(messages, params.train, seed=params.prepare.seed)
         mlflow.log_param("decision_threshold", fitted.threshold)
         example = messages[["text"]].head(3)
         info = registry.log_sklearn_model(
             fitted, config.MODEL_NAME, example, fitted.predict(example), model.TRUSTED_TYPES
         )
-    record = {
-        "model_name": config.MODEL_NAME,
-        "version": str(info.registered_model_version),
-        "model_uri": f"models:/{config.MODEL_NAME}/{info.registered_model_version}",
-        "run_id": run.info.run_id,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    log.info("registered %s v%s (run %s)", config.MODEL_NAME, record["version"], record["run_id"])
+    registry.write_record(out, config.MODEL_NAME, info, run.info.run_id)
 
 
 if __name__ == "__main__":

@@ -3,81 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from projects.core import paths
-from projects.core.cli import ENVIRONMENT_DEFAULTS
 from tests.code.test_readme import readme_python
+from tests.e2e.conftest import registry, run_in
 
 pytestmark = pytest.mark.e2e
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "e2e",
-    "GIT_AUTHOR_EMAIL": "e2e@localhost",
-    "GIT_COMMITTER_NAME": "e2e",
-    "GIT_COMMITTER_EMAIL": "e2e@localhost",
-}
-
-
-def _run(repo: Path, env: dict[str, str], *command: str, ok: bool = True):
-    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
-    if ok and done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A copy of the repository's files and raw data, as its own git repository and DVC cache."""
-    copy = tmp_path_factory.mktemp("e2e") / "repo"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=paths.ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = paths.ROOT / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
-    shutil.copytree(paths.RAW_DIR, copy / "data" / "raw")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "DVC_"))}
-    env |= ENVIRONMENT_DEFAULTS | GIT_IDENTITY
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_SITE_CACHE_DIR"] = str(copy.parent / "dvc-site-cache")
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "copy"],
-        ["dvc", "commit", "-f", "-q", "data.dvc"],  # fill this copy's own cache
-    ):
-        _run(copy, env, *command)
-    return copy, env
-
-
-def _registry(repo: Path):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
 
 
 def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     root, env = repo
-    _run(root, env, "make", "--no-print-directory", "repro")
+    run_in(root, env, "make", "--no-print-directory", "repro")
     metrics = json.loads((root / "metrics/spam.json").read_text())
     assert set(metrics) == {
         "accuracy", "precision", "recall", "f1", "mcc", "spam_caught", "blocked_ham", "roc_auc"
     }  # fmt: skip
     assert metrics["mcc"] > 0.9
-    client = _registry(root)
+    client = registry(root)
     champion = client.get_model_version_by_alias("spam-classifier", "champion")
     assert str(champion.version) == "1"
     run = client.get_run(champion.run_id)
@@ -85,7 +29,7 @@ def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     assert {"git_commit", "data_version", "git_dirty"} <= set(run.data.tags)
     assert run.data.params["train.C"] == "1.0"
     assert json.loads((root / "reports/spam/promotion.json").read_text())["promoted"] is True
-    again = _run(root, env, "make", "--no-print-directory", "repro")
+    again = run_in(root, env, "make", "--no-print-directory", "repro")
     assert "Data and pipelines are up to date" in again.stdout
 
 
@@ -94,7 +38,7 @@ def test_the_readme_example_loads_the_champion(repo) -> None:
     script = (
         readme_python() + "\nprint(model.predict(__import__('pandas').DataFrame({'text': ['hi']})))"
     )
-    done = _run(
+    done = run_in(
         root,
         env | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"},
         sys.executable,
@@ -106,8 +50,8 @@ def test_the_readme_example_loads_the_champion(repo) -> None:
 
 def test_a_worse_experiment_leaves_the_champion_and_its_run_is_kept(repo) -> None:
     root, env = repo
-    _run(root, env, "dvc", "exp", "run", "--temp", "-S", "spam.train.C=0.001")
-    client = _registry(root)
+    run_in(root, env, "dvc", "exp", "run", "--temp", "-S", "spam.train.C=0.001")
+    client = registry(root)
     assert str(client.get_model_version_by_alias("spam-classifier", "champion").version) == "1"
     challenger = client.get_model_version_by_alias("spam-classifier", "challenger")
     assert str(challenger.version) == "2"
@@ -121,17 +65,17 @@ def test_corrupted_raw_data_stops_at_validate_and_changes_nothing(repo) -> None:
     root, env = repo
     raw = root / "data/raw/spam/sms_spam.csv"
     raw.write_text("label,text\nham,hello\nspamm,\n")
-    setup = _run(root, env, sys.executable, "-m", "projects.core.bootstrap")
+    setup = run_in(root, env, sys.executable, "-m", "projects.core.bootstrap")
     assert "left as it is" in setup.stderr
     assert raw.read_text() == "label,text\nham,hello\nspamm,\n"  # set-up keeps the user's data
     recorded = (root / "data.dvc").read_text()
-    done = _run(root, env, "make", "--no-print-directory", "repro", ok=False)
+    done = run_in(root, env, "make", "--no-print-directory", "repro", ok=False)
     assert done.returncode != 0
     assert (root / "data.dvc").read_text() == recorded  # the data version is not moved
     output = done.stdout + done.stderr
     assert "spam-validate" in output and "data/raw/spam/sms_spam.csv" in output
     assert "expect_column_values_to_be_in_set" in output
     assert "Traceback" not in output
-    client = _registry(root)
+    client = registry(root)
     assert str(client.get_model_version_by_alias("spam-classifier", "champion").version) == "1"
     assert len(client.search_model_versions("name='spam-classifier'")) == 2
