@@ -25,7 +25,7 @@ def test_every_make_target_in_the_readme_exists(target: str) -> None:
     assert target in _make_targets()
 
 
-@pytest.mark.parametrize("key", sorted(set(re.findall(r"-S ([\w.]+)=", README))))
+@pytest.mark.parametrize("key", sorted(set(re.findall(r"-S '?([\w.]+)=", README))))
 def test_every_param_in_the_readme_exists(key: str) -> None:
     node = yaml.safe_load(paths.PARAMS_FILE.read_text())
     for part in key.split("."):

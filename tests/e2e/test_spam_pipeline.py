@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from tests.code.test_readme import readme_python
 from tests.e2e.conftest import registry, run_in
 
 pytestmark = pytest.mark.e2e
@@ -31,21 +30,6 @@ def test_repro_registers_a_champion_and_is_then_a_no_op(repo) -> None:
     assert json.loads((root / "reports/spam/promotion.json").read_text())["promoted"] is True
     again = run_in(root, env, "make", "--no-print-directory", "repro")
     assert "Data and pipelines are up to date" in again.stdout
-
-
-def test_the_readme_example_loads_the_champion(repo) -> None:
-    root, env = repo
-    script = (
-        readme_python() + "\nprint(model.predict(__import__('pandas').DataFrame({'text': ['hi']})))"
-    )
-    done = run_in(
-        root,
-        env | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"},
-        sys.executable,
-        "-c",
-        script,
-    )
-    assert "ham" in done.stdout
 
 
 def test_a_worse_experiment_leaves_the_champion_and_its_run_is_kept(repo) -> None:
