@@ -114,8 +114,10 @@ def training_run(project: str, params: Mapping[str, Any], data: Any, source: Pat
         with warnings.catch_warnings():
             # MLflow registers its local source class twice and warns that the path is ambiguous
             warnings.filterwarnings("ignore", message="The specified dataset source")
+            # and it hints that integer columns cannot hold missing values; ours are checked
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             dataset = mlflow.data.from_pandas(data, source=str(source), name=f"{project}-train")
-        mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training")
         yield run
 
 

@@ -16,7 +16,7 @@ import typer
 from projects.core import cli, registry, tracking
 from projects.recommend import config
 from projects.recommend.data import read_ratings
-from projects.recommend.metrics import coverage, precision_curve, ranking_metrics
+from projects.recommend.metrics import precision_curve, top_k_metrics
 from projects.recommend.model import Recommender, interactions, top_k
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ def evaluate(
     }
 
     def scores(lists: np.ndarray) -> dict[str, float]:
-        measured = ranking_metrics(lists, relevant, K)
-        measured[f"coverage_at_{K}"] = coverage(lists[users], recommender.n_items, K)
-        return {name: round(value, 6) for name, value in measured.items()}
+        return {name: round(v, 6) for name, v in top_k_metrics(lists, relevant, K).items()}
 
     metrics: dict[str, Any] = {**scores(ranked["model"]), "baseline": scores(ranked["baseline"])}
     curve = pd.DataFrame({"k": np.arange(1, CURVE_MAX_K + 1)})
@@ -75,16 +73,17 @@ def _figures(curve: pd.DataFrame, tail: pd.DataFrame) -> dict[str, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    precision, ax = plt.subplots(figsize=(5, 4))
+    precision, ax = plt.subplots(figsize=(5, 4), layout="constrained")
     for name in ("model", "baseline"):
         ax.plot(curve["k"], curve[name], marker="o", label=name)
     ax.set(xlabel="k", ylabel="precision@k", title="Precision@k, test split")
     ax.legend()
-    long_tail, ax = plt.subplots(figsize=(6, 4))
+    long_tail, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     for name in ("model", "baseline"):
         ax.plot(tail["popularity_rank"], tail[name], label=name, linewidth=1)
+    ax.set_xscale("log")  # the head is a few dozen items, the tail over a thousand
     ax.set(
-        xlabel="item, by training popularity (rank)",
+        xlabel="item, by training popularity (rank, log scale)",
         ylabel="top-10 lists holding it",
         title="Long tail: how often each item is recommended",
     )

@@ -52,6 +52,15 @@ def coverage(ranked: np.ndarray, n_items: int, k: int) -> float:
     return len(np.unique(ranked[:, :k])) / n_items
 
 
+def top_k_metrics(ranked: np.ndarray, relevant: sparse.csr_matrix, k: int) -> dict[str, float]:
+    """`ranking_metrics` and coverage@k, both over the users with held-out items."""
+    users = np.asarray(sparse.csr_matrix(relevant).getnnz(axis=1)) > 0
+    return {
+        **ranking_metrics(ranked, relevant, k),
+        f"coverage_at_{k}": coverage(ranked[users], relevant.shape[1], k),
+    }
+
+
 def precision_curve(ranked: np.ndarray, relevant: sparse.csr_matrix, max_k: int) -> np.ndarray:
     """precision@k for k = 1..max_k, over the users with held-out items."""
     found = hits(ranked[:, :max_k], relevant)

@@ -155,12 +155,17 @@ class UnknownItemError(ValueError):
     """An item id the model has never seen."""
 
 
-def _check_count(name: str, value: object, largest: int) -> int:
+def _integer(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not 1 <= value <= largest:
-        raise ValueError(f"{name} must be between 1 and {largest} (the catalogue), got {value}")
     return int(value)
+
+
+def _count(value: object, largest: int) -> int:
+    k = _integer("k", value)
+    if not 1 <= k <= largest:
+        raise ValueError(f"k must be between 1 and {largest} (the catalogue), got {k}")
+    return k
 
 
 class Recommender:
@@ -207,43 +212,35 @@ class Recommender:
         scores[rows, cols] = -np.inf
         return scores, top_k(scores, None, PRECOMPUTED)
 
-    def _items_of(self, columns: list[int], scores: list[float]) -> list[Item]:
+    def _items_of(self, columns: np.ndarray, scores: np.ndarray) -> list[Item]:
+        """The items at `columns` with their `scores`, leaving out any scored -inf (seen)."""
         return [
             Item(self._item_list[c], self._title_list[c], s)
-            for c, s in zip(columns, scores, strict=True)
+            for c, s in zip(columns.tolist(), scores.tolist(), strict=True)
             if s != -np.inf
         ]
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> Recommendations:
         """The user's `k` best items; popular items, flagged `cold_start`, for an unknown user.
 
+        A user who has seen nearly the whole catalogue may get fewer than `k` items.
+
         Raises:
             ValueError: `user_id` is not an integer, or `k` is not in 1..catalogue size.
         """
-        k = _check_count("k", k, self.n_items)
-        if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
-            raise ValueError(f"user_id must be an integer, got {user_id!r}")
-        row = self._users.get(int(user_id))
+        k, user_id = _count(k, self.n_items), _integer("user_id", user_id)
+        row = self._users.get(user_id)
         if row is None:
-            columns = self._popular[:k]
-            scores = self.popularity[columns]
-            return Recommendations(
-                int(user_id), True, self._items_of(columns.tolist(), scores.tolist())
-            )
-        if not exclude_seen:
-            scores = np.asarray(self.seen[row] @ self.weights)
-            columns = top_k(scores, None, k)[0]
-            return Recommendations(
-                int(user_id), False, self._items_of(columns.tolist(), scores[0, columns].tolist())
-            )
-        if k <= PRECOMPUTED:
-            columns = self.top[row, :k]
+            scores, columns = self.popularity, self._popular[:k]
+        elif not exclude_seen:
+            scores = np.asarray(self.seen[row] @ self.weights)[0]
+            columns = top_k(scores[None, :], None, k)[0]
+        elif k <= PRECOMPUTED:
+            scores, columns = self.scores[row], self.top[row, :k]  # seen items are at -inf
         else:
-            columns = top_k(self.scores[row : row + 1], None, k)[0]
-        scores = self.scores[row, columns]  # seen items are -inf and left out
-        return Recommendations(
-            int(user_id), False, self._items_of(columns.tolist(), scores.tolist())
-        )
+            scores = self.scores[row]
+            columns = top_k(scores[None, :], None, k)[0]
+        return Recommendations(user_id, row is None, self._items_of(columns, scores[columns]))
 
     def similar_items(self, item_id: int, k: int = 10) -> list[Item]:
         """The `k` items the model would recommend to someone who has rated only `item_id`.
@@ -252,16 +249,14 @@ class Recommender:
             UnknownItemError: the item is not in the catalogue.
             ValueError: `item_id` is not an integer, or `k` is not in 1..catalogue size.
         """
-        k = _check_count("k", k, self.n_items)
-        if isinstance(item_id, bool) or not isinstance(item_id, (int, np.integer)):
-            raise ValueError(f"item_id must be an integer, got {item_id!r}")
-        col = self._items.get(int(item_id))
+        k, item_id = _count(k, self.n_items), _integer("item_id", item_id)
+        col = self._items.get(item_id)
         if col is None:
             raise UnknownItemError(f"item_id {item_id} is not in the catalogue")
-        row = self.weights[col : col + 1].copy()
-        row[0, col] = -np.inf
-        columns = top_k(row, None, k)[0]
-        return self._items_of(columns.tolist(), row[0, columns].tolist())
+        scores = self.weights[col].copy()
+        scores[col] = -np.inf  # never the item itself
+        columns = top_k(scores[None, :], None, k)[0]
+        return self._items_of(columns, scores[columns])
 
     def save(self, path: Path) -> None:
         """Write the model as one `.npz` of plain arrays (no pickle)."""

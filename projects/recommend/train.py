@@ -15,13 +15,12 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
-from scipy import sparse
 
 from projects.core import cli, registry, tracking
 from projects.recommend import config, model
 from projects.recommend.config import TrainParams
 from projects.recommend.data import ITEMS_FILE, read_items, read_ratings
-from projects.recommend.metrics import METRICS, coverage, ranking_metrics
+from projects.recommend.metrics import METRICS, top_k_metrics
 
 log = logging.getLogger(__name__)
 app = cli.app()
@@ -29,16 +28,9 @@ app = cli.app()
 K = 10
 METRIC_COLUMNS = [f"{name}_at_{K}" for name in (*METRICS, "coverage")]
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-# What the logged model needs to be loaded and served elsewhere (and this package's code).
+# What the logged model needs to be loaded elsewhere; its code also imports this repository's
+# `projects.recommend.model`, so the package must be installed there too.
 PACKAGES = ("mlflow", "numpy", "scipy", "pandas")
-
-
-def score_lists(ranked: np.ndarray, held_out: sparse.csr_matrix) -> dict[str, float]:
-    """The top-10 metrics and catalogue coverage of ranked lists against held-out items."""
-    return {
-        **ranking_metrics(ranked, held_out, K),
-        f"coverage_at_{K}": coverage(ranked, held_out.shape[1], K),
-    }
 
 
 def search(
@@ -59,10 +51,10 @@ def search(
             history, eases[hp.l2], graph.matrix(hp.filter_rank, hp.filter_weight), hp.blend
         )
         ranked = model.top_k(history @ weights, history, K)
-        rows.append({"candidate": "model", **vars(hp), **score_lists(ranked, held_out)})
+        rows.append({"candidate": "model", **vars(hp), **top_k_metrics(ranked, held_out, K)})
     popularity = np.asarray(history.sum(axis=0))
     ranked = model.top_k(np.repeat(popularity, len(user_ids), axis=0), history, K)
-    rows.append({"candidate": "baseline", **score_lists(ranked, held_out)})
+    rows.append({"candidate": "baseline", **top_k_metrics(ranked, held_out, K)})
     return pd.DataFrame(rows)
 
 
