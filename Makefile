@@ -21,7 +21,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup run repro test test-fast lint format ui bench data-record data-reset clean-state
+.PHONY: help setup run repro test test-fast lint format ui bench data-record data-rebuild data-reset clean-state evaluate-traces
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -72,8 +72,15 @@ BENCH ?= spam recommend
 bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=recommend for one)
 	@for project in $(BENCH); do echo "== $$project"; python -m bench.$${project}_quality || exit 1; done
 
+evaluate-traces: setup ## Train and test both anomaly models on Loghub's Event_traces.csv (TRACES=path)
+	@test -n "$(TRACES)" || { echo "error: give the file: make evaluate-traces TRACES=path/to/Event_traces.csv" >&2; exit 2; }
+	python -m projects.anomaly.traces --traces "$(TRACES)"
+
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record
+
+data-rebuild: $(VENV)/.synced ## Rebuild data/raw from its sources (after changing anomaly.simulate) and record it
+	python -m projects.core.bootstrap --rebuild
 
 data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.dvc records
 	python -m projects.core.bootstrap --reset

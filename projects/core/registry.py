@@ -28,12 +28,18 @@ SKLEARN_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas")
 
 def log_sklearn_model(
     model: Any,
-    registered_name: str,
+    registered_name: str | None,
     input_example: Any,
     prediction_example: Any,
     trusted: Sequence[str] = (),
+    name: str = "model",
 ) -> Any:
     """Log a scikit-learn model in the skops format with its signature, and register it.
+
+    Args:
+        registered_name: the registered model it becomes a version of; None logs it to the run
+            only (a model kept for comparison).
+        name: its artifact path in the run.
 
     Returns:
         The `ModelInfo`; `registered_model_version` is the new version.
@@ -45,7 +51,7 @@ def log_sklearn_model(
     requirements = [f"{name}=={version(name)}" for name in SKLEARN_PACKAGES]
     return mlflow.sklearn.log_model(
         model,
-        name="model",
+        name=name,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         signature=infer_signature(input_example, prediction_example),
         input_example=input_example,

@@ -1,0 +1,128 @@
+"""Stage `anomaly-train`: fit the unsupervised detector, pick its threshold, register it.
+
+The subspace detector is fitted on the training sessions without their labels. The labelled
+validation split is used for one thing: the decision threshold with the best F1. The supervised
+random forest, fitted on the training labels, is logged to the same run for comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from projects.anomaly import config
+from projects.anomaly.data import read_sessions
+from projects.anomaly.model import (
+    TRUSTED_TYPES,
+    Detector,
+    SubspaceDetector,
+    best_threshold,
+    count_vectors,
+    train_supervised,
+    vocabulary_of,
+)
+from projects.anomaly.parsing import Templates
+from projects.anomaly.prepare import TEMPLATES_FILE
+from projects.core import cli, registry, tracking
+
+log = logging.getLogger(__name__)
+app = cli.app()
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+# What the logged model needs to be loaded elsewhere; its code also imports this repository's
+# `projects.anomaly.model`, so the package must be installed there too.
+PACKAGES = ("mlflow", "numpy", "scikit-learn", "pandas")
+SUPERVISED = "supervised"
+
+
+def events_of(sessions: pd.DataFrame) -> list[list[str]]:
+    """The event-id sequences of a sessions frame."""
+    return [text.split() for text in sessions["Events"]]
+
+
+def labels_of(sessions: pd.DataFrame) -> np.ndarray:
+    return (sessions["Label"] == "Anomaly").to_numpy()
+
+
+def train(
+    train_sessions: pd.DataFrame,
+    validation: pd.DataFrame,
+    templates: Templates,
+    params: config.TrainParams,
+    seed: int,
+) -> tuple[Detector, object]:
+    """The unsupervised detector (threshold from validation) and the supervised forest."""
+    vocabulary = vocabulary_of(templates)
+    counts = count_vectors(events_of(train_sessions), vocabulary)
+    subspace = SubspaceDetector(params.weighting, params.variance).fit(counts)
+    validation_scores = subspace.score_samples(count_vectors(events_of(validation), vocabulary))
+    threshold = best_threshold(validation_scores, labels_of(validation))
+    forest = train_supervised(counts, labels_of(train_sessions), seed)
+    return Detector(templates, vocabulary, subspace, threshold), forest
+
+
+def _log_detector(detector: Detector, example: pd.DataFrame) -> object:
+    from projects.anomaly.pyfunc_model import ARTIFACT, DetectorModel
+
+    wrapper = DetectorModel()
+    wrapper.detector = detector
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "detector.npz"
+        detector.save(path)
+        return registry.log_pyfunc_model(
+            PYFUNC_CODE,
+            {ARTIFACT: str(path)},
+            config.MODEL_NAME,
+            example,
+            wrapper.predict(None, example),
+            PACKAGES,
+        )
+
+
+@app.command()
+def main(
+    prepared_dir: Annotated[Path, typer.Option(help="Folder of the sessions and templates.")] = (
+        config.PREPARED_DIR
+    ),
+    out: Annotated[Path, typer.Option(help="Where the registered version is recorded.")] = (
+        config.MODEL_DIR / "model.json"
+    ),
+) -> None:
+    """Fit on the training sessions, threshold on validation, register the detector."""
+    import mlflow
+
+    params = config.load()
+    train_sessions = read_sessions(prepared_dir / "train.csv")
+    validation = read_sessions(prepared_dir / "validation.csv")
+    templates = Templates.from_json((prepared_dir / TEMPLATES_FILE).read_text())
+    logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    with tracking.training_run(config.NAME, logged, train_sessions, prepared_dir) as run:
+        detector, forest = train(
+            train_sessions, validation, templates, params.train, params.prepare.seed
+        )
+        mlflow.log_params({"threshold": detector.threshold, "templates": len(templates.templates),
+                           "components": len(detector.subspace.components_)})  # fmt: skip
+        mlflow.log_text(templates.to_json(), "templates.json")
+        example_counts = count_vectors(events_of(train_sessions.head(3)), detector.vocabulary)
+        registry.log_sklearn_model(
+            forest, None, np.log1p(example_counts), forest.predict(np.log1p(example_counts)),
+            TRUSTED_TYPES, name=SUPERVISED,
+        )  # fmt: skip
+        example = pd.DataFrame(
+            {
+                "block_id": train_sessions["BlockId"].head(3),
+                "events": train_sessions["Events"].head(3),
+            }
+        )
+        info = _log_detector(detector, example)
+    registry.write_record(out, config.MODEL_NAME, info, run.info.run_id)
+
+
+if __name__ == "__main__":
+    cli.run(app)
