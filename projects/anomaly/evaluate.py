@@ -1,4 +1,4 @@
-"""Stage `anomaly-evaluate`: the registered detector and the supervised forest on the test split."""
+"""Stage `anomaly-evaluate`: the registered detector and the supervised model on the test split."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sklearn import metrics as skm
 
 from projects.anomaly import config
 from projects.anomaly.data import read_sessions
-from projects.anomaly.model import TRUSTED_TYPES, Detector, count_vectors
-from projects.anomaly.train import SUPERVISED, events_of, labels_of
+from projects.anomaly.model import Detector
+from projects.anomaly.train import SUPERVISED, events_of, labels_of, supervised_input
 from projects.core import cli, registry, tracking
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,13 @@ def scores(is_anomaly: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
 def evaluate(
     detector: Detector, test: pd.DataFrame, supervised: Any | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Metrics (and, under `supervised`, the forest's), the score histogram, the PR curve."""
+    """Metrics (and, under `supervised`, the supervised model's), score histogram, PR curve."""
     is_anomaly = labels_of(test)
     events = events_of(test)
     session_scores = detector.scores(events)
     metrics: dict[str, Any] = scores(is_anomaly, session_scores >= detector.threshold)
     if supervised is not None:
-        counts = count_vectors(events, detector.vocabulary)
-        metrics["supervised"] = scores(is_anomaly, supervised.predict(np.log1p(counts)))
+        metrics["supervised"] = scores(is_anomaly, supervised.predict(supervised_input(test)))
     logged = np.log10(session_scores + 1e-6)
     edges = np.linspace(logged.min(), logged.max() + 1e-9, BINS + 1)
     histogram = pd.DataFrame(
@@ -96,13 +95,11 @@ def main(
     ),
     plots_dir: Annotated[Path, typer.Option(help="Where the plot data goes.")] = config.PLOTS_DIR,
 ) -> None:
-    """Evaluate the newly registered detector and the forest; log both to the training run."""
+    """Evaluate the new detector and the supervised model; log both to the training run."""
     record = registry.read_record(model_record)
     tracking.start(config.NAME)
     detector = load_detector(record["model_uri"])
-    supervised = registry.load_sklearn_model(
-        f"runs:/{record['run_id']}/{SUPERVISED}", TRUSTED_TYPES
-    )
+    supervised = registry.load_sklearn_model(f"runs:/{record['run_id']}/{SUPERVISED}")
     metrics, histogram, curve = evaluate(detector, read_sessions(test_file), supervised)
     tables = {"score_distribution.csv": histogram, "precision_recall.csv": curve}
     figures = _figures(histogram, curve, detector.threshold)

@@ -4,7 +4,8 @@ The default model is unsupervised: PCA's residual subspace (Xu et al. 2009), as 
 it. Counts are TF-IDF weighted and centred; the principal components that keep `variance` of
 the variance span normal behaviour; a session's score is its squared distance from that
 subspace (the SPE). The one labelled choice is the decision threshold, chosen on a validation
-split. A supervised random forest is trained for comparison when labels exist.
+split. A supervised logistic regression on event and event-pair counts is trained for comparison
+when labels exist.
 
 `Detector` bundles the templates (to parse raw lines), the event vocabulary, the PCA state and
 the threshold: everything serving needs, saved as plain arrays.
@@ -18,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from projects.anomaly.parsing import UNKNOWN, Templates, sessions
-
-# skops asks for a tree's node storage to be trusted explicitly: a forged file could index out of
-# bounds. Our forests are written by our own pipeline into our own store.
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 
 
 def count_vectors(events: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> np.ndarray:
@@ -85,14 +86,22 @@ def best_threshold(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def train_supervised(
-    counts: np.ndarray, is_anomaly: np.ndarray, seed: int
-) -> RandomForestClassifier:
-    """The supervised comparison: a random forest on log counts."""
-    forest = RandomForestClassifier(
-        n_estimators=100, class_weight="balanced_subsample", random_state=seed, n_jobs=1
-    )
-    return forest.fit(np.log1p(counts), is_anomaly)
+def train_supervised(sessions: pd.DataFrame, is_anomaly: np.ndarray) -> Pipeline:
+    """The supervised comparison: logistic regression on log counts of events and of pairs of
+    consecutive events, so that it sees order as well as counts.
+
+    Args:
+        sessions: an `events` column: each session's event ids, space-separated in time order.
+    """
+    model = make_pipeline(
+        ColumnTransformer(
+            [("events", CountVectorizer(token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)),
+              "events")]
+        ),
+        TfidfTransformer(use_idf=False, sublinear_tf=True, norm=None),  # 1 + log(count)
+        LogisticRegression(class_weight="balanced", max_iter=5000),
+    )  # fmt: skip
+    return model.fit(sessions[["events"]], is_anomaly)
 
 
 @dataclass(frozen=True)

@@ -123,10 +123,15 @@ class ParseStats:
 
 
 def sessions(lines: Iterable[str], templates: Templates) -> tuple[dict[str, list[str]], ParseStats]:
-    """Group the lines' events by block, in line order; count what could not be parsed."""
+    """Group the lines' events by block, in line order; count what could not be parsed.
+
+    Blank lines are skipped; a line not in the HDFS_v1 format is counted as malformed.
+    """
     grouped: dict[str, list[str]] = {}
     stats = ParseStats()
     for line in lines:
+        if not line.strip():
+            continue  # a blank line is not a log line
         stats.lines += 1
         content = content_of(line)
         if content is None:

@@ -2,7 +2,7 @@
 
 The subspace detector is fitted on the training sessions without their labels. The labelled
 validation split is used for one thing: the decision threshold with the best F1. The supervised
-random forest, fitted on the training labels, is logged to the same run for comparison.
+model, fitted on the training labels, is logged to the same run for comparison.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import typer
 from projects.anomaly import config
 from projects.anomaly.data import read_sessions
 from projects.anomaly.model import (
-    TRUSTED_TYPES,
     Detector,
     SubspaceDetector,
     best_threshold,
@@ -46,6 +45,11 @@ def events_of(sessions: pd.DataFrame) -> list[list[str]]:
     return [text.split() for text in sessions["Events"]]
 
 
+def supervised_input(sessions: pd.DataFrame) -> pd.DataFrame:
+    """What the supervised model reads: an `events` column of space-separated event ids."""
+    return pd.DataFrame({"events": sessions["Events"].to_numpy()})
+
+
 def labels_of(sessions: pd.DataFrame) -> np.ndarray:
     return (sessions["Label"] == "Anomaly").to_numpy()
 
@@ -55,16 +59,15 @@ def train(
     validation: pd.DataFrame,
     templates: Templates,
     params: config.TrainParams,
-    seed: int,
 ) -> tuple[Detector, object]:
-    """The unsupervised detector (threshold from validation) and the supervised forest."""
+    """The unsupervised detector (threshold from validation) and the supervised model."""
     vocabulary = vocabulary_of(templates)
     counts = count_vectors(events_of(train_sessions), vocabulary)
     subspace = SubspaceDetector(params.weighting, params.variance).fit(counts)
     validation_scores = subspace.score_samples(count_vectors(events_of(validation), vocabulary))
     threshold = best_threshold(validation_scores, labels_of(validation))
-    forest = train_supervised(counts, labels_of(train_sessions), seed)
-    return Detector(templates, vocabulary, subspace, threshold), forest
+    supervised = train_supervised(supervised_input(train_sessions), labels_of(train_sessions))
+    return Detector(templates, vocabulary, subspace, threshold), supervised
 
 
 def _log_detector(detector: Detector, example: pd.DataFrame) -> object:
@@ -103,17 +106,14 @@ def main(
     templates = Templates.from_json((prepared_dir / TEMPLATES_FILE).read_text())
     logged = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
     with tracking.training_run(config.NAME, logged, train_sessions, prepared_dir) as run:
-        detector, forest = train(
-            train_sessions, validation, templates, params.train, params.prepare.seed
-        )
+        detector, supervised = train(train_sessions, validation, templates, params.train)
         mlflow.log_params({"threshold": detector.threshold, "templates": len(templates.templates),
                            "components": len(detector.subspace.components_)})  # fmt: skip
         mlflow.log_text(templates.to_json(), "templates.json")
-        example_counts = count_vectors(events_of(train_sessions.head(3)), detector.vocabulary)
+        sample = supervised_input(train_sessions.head(3))
         registry.log_sklearn_model(
-            forest, None, np.log1p(example_counts), forest.predict(np.log1p(example_counts)),
-            TRUSTED_TYPES, name=SUPERVISED,
-        )  # fmt: skip
+            supervised, None, sample, supervised.predict(sample), name=SUPERVISED
+        )
         example = pd.DataFrame(
             {
                 "block_id": train_sessions["BlockId"].head(3),
