@@ -67,7 +67,7 @@ ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST
 	mlflow ui --host $(HOST) --port $(MLFLOW_PORT) --backend-store-uri \
 	  "$$(python -c 'from projects.core.tracking import tracking_uri; print(tracking_uri())')"
 
-BENCH ?= spam recommend
+BENCH ?= spam recommend anomaly
 
 bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=recommend for one)
 	@for project in $(BENCH); do echo "== $$project"; python -m bench.$${project}_quality || exit 1; done

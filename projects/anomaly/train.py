@@ -8,7 +8,6 @@ model, fitted on the training labels, is logged to the same run for comparison.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -71,21 +70,15 @@ def train(
 
 
 def _log_detector(detector: Detector, example: pd.DataFrame) -> object:
+    """Register the detector as a pyfunc logged from code, its arrays as the artifact."""
     from projects.anomaly.pyfunc_model import ARTIFACT, DetectorModel
 
     wrapper = DetectorModel()
     wrapper.detector = detector
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "detector.npz"
-        detector.save(path)
-        return registry.log_pyfunc_model(
-            PYFUNC_CODE,
-            {ARTIFACT: str(path)},
-            config.MODEL_NAME,
-            example,
-            wrapper.predict(None, example),
-            PACKAGES,
-        )
+    output = wrapper.predict(None, example)
+    return registry.log_pyfunc_model(
+        PYFUNC_CODE, detector, ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
+    )
 
 
 @app.command()

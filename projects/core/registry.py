@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -63,13 +64,16 @@ def log_sklearn_model(
 
 def log_pyfunc_model(
     code: Path,
-    artifacts: dict[str, str],
+    state: Any,
+    artifact: str,
     registered_name: str,
     input_example: Any,
     output_example: Any,
     packages: Sequence[str],
 ) -> Any:
-    """Log a pyfunc model from code (MLflow runs `code` to load it, nothing is pickled).
+    """Log and register a pyfunc model from code: MLflow runs `code` to load it, and `code` reads
+    the model's state from the artifact `artifact`, which `state.save(path)` writes. Nothing is
+    pickled.
 
     Returns:
         The `ModelInfo`; `registered_model_version` is the new version.
@@ -77,13 +81,15 @@ def log_pyfunc_model(
     import mlflow
     from mlflow.models import infer_signature
 
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        path = Path(tmp) / f"{artifact}.npz"
+        state.save(path)
         # MLflow hints that integer columns cannot hold missing values; ids are never missing
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(code),
-            artifacts=artifacts,
+            artifacts={artifact: str(path)},
             signature=infer_signature(input_example, output_example),
             input_example=input_example,
             registered_model_name=registered_name,

@@ -8,7 +8,6 @@ on the same validation split, for comparison; it is part of every model as the c
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -78,24 +77,17 @@ def baseline(results: pd.DataFrame) -> dict[str, float]:
 
 
 def _log_model(fitted: model.Recommender) -> object:
-    """Save the model's arrays and register it as a pyfunc logged from code."""
+    """Register the model as a pyfunc logged from code, its arrays as the artifact."""
     from projects.recommend.pyfunc_model import ARTIFACT, RecommenderModel
 
     wrapper = RecommenderModel()
     wrapper.recommender = fitted
     # one known user and one the model has never seen (cold start)
     example = pd.DataFrame({"user_id": [int(fitted.user_ids[0]), 0], "k": [3, 3]})
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "recommender.npz"
-        fitted.save(path)
-        return registry.log_pyfunc_model(
-            PYFUNC_CODE,
-            {ARTIFACT: str(path)},
-            config.MODEL_NAME,
-            example,
-            wrapper.predict(None, example),
-            PACKAGES,
-        )
+    output = wrapper.predict(None, example)
+    return registry.log_pyfunc_model(
+        PYFUNC_CODE, fitted, ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
+    )
 
 
 @app.command()
