@@ -1,11 +1,11 @@
 """Anomaly detection on event-count vectors of sessions (one session per HDFS block).
 
 The default model is unsupervised: PCA's residual subspace (Xu et al. 2009), as loglizer does
-it. Counts are TF-IDF weighted and centred; the principal components that keep `variance` of
-the variance span normal behaviour; a session's score is its squared distance from that
-subspace (the SPE). The one labelled choice is the decision threshold, chosen on a validation
-split. A supervised logistic regression on event and event-pair counts is trained for comparison
-when labels exist.
+it. Counts are weighted (TF-IDF, or not at all: `anomaly.train.weighting`) and centred; the
+principal components that keep `variance` of the variance span normal behaviour; a session's
+score is its squared distance from that subspace (the SPE). The one labelled choice is the
+decision threshold, chosen on a validation split. A supervised logistic regression on event and
+event-pair counts is trained for comparison when labels exist.
 
 `Detector` bundles the templates (to parse raw lines), the event vocabulary, the PCA state and
 the threshold: everything serving needs, saved as plain arrays.
@@ -68,11 +68,6 @@ class SubspaceDetector:
         centred = counts * self.idf_ - self.mean_
         residual = centred - (centred @ self.components_.T) @ self.components_
         return np.einsum("ij,ij->i", residual, residual)
-
-    def contributions(self, counts: np.ndarray) -> np.ndarray:
-        """Each event's share of a session's score (the squared residual per event)."""
-        centred = counts * self.idf_ - self.mean_
-        return (centred - (centred @ self.components_.T) @ self.components_) ** 2
 
 
 def best_threshold(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
