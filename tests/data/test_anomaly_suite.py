@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,7 @@ from projects.anomaly.data import LABELS_FILE, LOG_FILE
 from projects.anomaly.validate import validate
 from projects.core.cli import StageError
 from projects.core.validation import Report, failures, write_report
-
-Edit = Callable[[list[str]], list[str]]
+from tests.data.broken import Edit, copy_with_edits
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +23,7 @@ def params() -> AnomalyParams:
 def _validate(tmp_path: Path, params: AnomalyParams, edits: dict[str, Edit | None]) -> list[Report]:
     """Copy the raw files with `edits` applied to their lines (None deletes the file), prepare
     as the pipeline does, and validate."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in (LOG_FILE, LABELS_FILE):
-        source = config.RAW_DIR / name
-        if not source.exists():
-            pytest.fail(f"{source} is missing: run `make setup` (make test does) first")
-        if name not in edits:
-            shutil.copy(source, raw / name)
-        elif (edit := edits[name]) is not None:
-            lines = source.read_text(encoding="utf-8").splitlines()
-            (raw / name).write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+    raw = copy_with_edits(config.RAW_DIR, tmp_path / "raw", (LOG_FILE, LABELS_FILE), edits)
     prepare.main(raw_dir=raw, out_dir=tmp_path / "prepared")
     return validate(raw, tmp_path / "prepared", params.validation, params.prepare)
 

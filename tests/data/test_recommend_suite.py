@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,7 @@ from projects.recommend import config, prepare
 from projects.recommend.config import RecommendParams
 from projects.recommend.data import ITEMS_FILE, RATINGS_FILE, RAW_FILES
 from projects.recommend.validate import validate
-
-Edit = Callable[[list[str]], list[str]]
+from tests.data.broken import Edit, copy_with_edits
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +25,7 @@ def _validate(
 ) -> list[Report]:
     """Copy the raw files with `edits` applied to their lines (None deletes the file), prepare
     the splits as the pipeline does, and validate everything."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for name in RAW_FILES:
-        source = config.RAW_DIR / name
-        if not source.exists():
-            pytest.fail(f"{source} is missing: run `make setup` (make test does) first")
-        if name not in edits:
-            shutil.copy(source, raw / name)
-        elif (edit := edits[name]) is not None:
-            lines = source.read_text(encoding="utf-8").splitlines()
-            (raw / name).write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+    raw = copy_with_edits(config.RAW_DIR, tmp_path / "raw", RAW_FILES, edits)
     prepare.main(raw_dir=raw, out_dir=tmp_path / "prepared")
     p = params.prepare
     return validate(raw, tmp_path / "prepared", params.validation, p.test_size, p.validation_size)
