@@ -36,7 +36,8 @@ app = cli.app()
 DATA_DVC_SKELETON = """\
 outs:
 - path: data/raw
-  desc: Raw data of every project, rebuilt by `make setup` from pinned registry wheels.
+  desc: Raw data of every project, rebuilt by `make setup` from pinned registry wheels or our
+    own seeded generators.
 """
 
 
