@@ -16,10 +16,11 @@ import pandas as pd
 import typer
 
 from projects.anomaly import config
+from projects.anomaly.data import events_of
 from projects.anomaly.evaluate import evaluate
 from projects.anomaly.prepare import prepare
 from projects.anomaly.simulator import simulate
-from projects.anomaly.train import events_of, train
+from projects.anomaly.train import train
 from projects.core import cli
 
 app = cli.app()

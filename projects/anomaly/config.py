@@ -11,6 +11,8 @@ from projects.core.params import Params, load_params
 
 NAME = "anomaly"
 MODEL_NAME = "log-anomaly-detector"
+# where the supervised comparison model is logged in the training run (it is not registered)
+SUPERVISED_ARTIFACT = "supervised"
 
 RAW_DIR = paths.RAW_DIR / NAME
 PREPARED_DIR = paths.PREPARED_DIR / NAME

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from projects.anomaly import config
@@ -40,6 +41,16 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 def read_sessions(path: Path) -> pd.DataFrame:
     """A sessions file: `BlockId`, `Label`, `Events` (space-separated event ids)."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def events_of(sessions: pd.DataFrame) -> list[list[str]]:
+    """The event-id sequences of a sessions frame."""
+    return [text.split() for text in sessions["Events"]]
+
+
+def labels_of(sessions: pd.DataFrame) -> np.ndarray:
+    """True for each anomalous session of a sessions frame."""
+    return (sessions["Label"] == "Anomaly").to_numpy()
 
 
 def write_raw(out_dir: Path, wheel_cache: Path) -> None:

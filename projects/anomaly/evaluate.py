@@ -12,9 +12,8 @@ import typer
 from sklearn import metrics as skm
 
 from projects.anomaly import config
-from projects.anomaly.data import read_sessions
-from projects.anomaly.model import Detector
-from projects.anomaly.train import SUPERVISED, events_of, labels_of, supervised_input
+from projects.anomaly.data import events_of, labels_of, read_sessions
+from projects.anomaly.model import Detector, supervised_input
 from projects.core import cli, registry, tracking
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def evaluate(
     session_scores = detector.scores(events)
     metrics: dict[str, Any] = scores(is_anomaly, session_scores >= detector.threshold)
     if supervised is not None:
-        metrics["supervised"] = scores(is_anomaly, supervised.predict(supervised_input(test)))
+        metrics["supervised"] = scores(is_anomaly, supervised.predict(supervised_input(events)))
     logged = np.log10(session_scores + 1e-6)
     edges = np.linspace(logged.min(), logged.max() + 1e-9, BINS + 1)
     histogram = pd.DataFrame(
@@ -99,7 +98,9 @@ def main(
     record = registry.read_record(model_record)
     tracking.start(config.NAME)
     detector = load_detector(record["model_uri"])
-    supervised = registry.load_sklearn_model(f"runs:/{record['run_id']}/{SUPERVISED}")
+    supervised = registry.load_sklearn_model(
+        f"runs:/{record['run_id']}/{config.SUPERVISED_ARTIFACT}"
+    )
     metrics, histogram, curve = evaluate(detector, read_sessions(test_file), supervised)
     tables = {"score_distribution.csv": histogram, "precision_recall.csv": curve}
     figures = _figures(histogram, curve, detector.threshold)

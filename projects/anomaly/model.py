@@ -81,12 +81,15 @@ def best_threshold(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
-def train_supervised(sessions: pd.DataFrame, is_anomaly: np.ndarray) -> Pipeline:
-    """The supervised comparison: logistic regression on log counts of events and of pairs of
-    consecutive events, so that it sees order as well as counts.
+def supervised_input(events: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """What the supervised model reads: an `events` column of space-separated event ids."""
+    return pd.DataFrame({"events": [" ".join(session) for session in events]})
 
-    Args:
-        sessions: an `events` column: each session's event ids, space-separated in time order.
+
+def train_supervised(events: Sequence[Sequence[str]], is_anomaly: np.ndarray) -> Pipeline:
+    """The supervised comparison: logistic regression on log counts of events and of pairs of
+    consecutive events, so that it sees order as well as counts. It predicts from
+    `supervised_input(events)`.
     """
     model = make_pipeline(
         ColumnTransformer(
@@ -96,7 +99,7 @@ def train_supervised(sessions: pd.DataFrame, is_anomaly: np.ndarray) -> Pipeline
         TfidfTransformer(use_idf=False, sublinear_tf=True, norm=None),  # 1 + log(count)
         LogisticRegression(class_weight="balanced", max_iter=5000),
     )  # fmt: skip
-    return model.fit(sessions[["events"]], is_anomaly)
+    return model.fit(supervised_input(events), is_anomaly)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,15 @@ import pandas as pd
 import typer
 
 from projects.anomaly import config
+from projects.anomaly.data import labels_of
 from projects.anomaly.evaluate import scores
-from projects.anomaly.model import SubspaceDetector, best_threshold, count_vectors, train_supervised
+from projects.anomaly.model import (
+    SubspaceDetector,
+    best_threshold,
+    count_vectors,
+    supervised_input,
+    train_supervised,
+)
 from projects.anomaly.parsing import UNKNOWN
 from projects.anomaly.prepare import split_blocks
 from projects.core import cli
@@ -97,18 +104,15 @@ def evaluate_traces(traces: pd.DataFrame, params: config.AnomalyParams) -> dict[
     counts = {
         name: count_vectors(list(frame["events"]), vocabulary) for name, frame in split.items()
     }
-    labels = {name: (frame["Label"] == "Anomaly").to_numpy() for name, frame in split.items()}
+    labels = {name: labels_of(frame) for name, frame in split.items()}
     detector = SubspaceDetector(params.train.weighting, params.train.variance).fit(counts["train"])
     threshold = best_threshold(detector.score_samples(counts["validation"]), labels["validation"])
     flagged = detector.score_samples(counts["test"]) >= threshold
-    texts = {  # the supervised model's input: an `events` column of space-separated ids
-        name: pd.DataFrame({"events": [" ".join(events) for events in frame["events"]]})
-        for name, frame in split.items()
-    }
-    supervised = train_supervised(texts["train"], labels["train"])
+    supervised = train_supervised(list(split["train"]["events"]), labels["train"])
+    predicted = supervised.predict(supervised_input(list(split["test"]["events"])))
     return {
         "unsupervised": scores(labels["test"], flagged),
-        "supervised": scores(labels["test"], supervised.predict(texts["test"])),
+        "supervised": scores(labels["test"], predicted),
         "sessions": len(by_block),
     }
 

@@ -11,17 +11,17 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 
 from projects.anomaly import config
-from projects.anomaly.data import read_sessions
+from projects.anomaly.data import events_of, labels_of, read_sessions
 from projects.anomaly.model import (
     Detector,
     SubspaceDetector,
     best_threshold,
     count_vectors,
+    supervised_input,
     train_supervised,
     vocabulary_of,
 )
@@ -36,21 +36,6 @@ PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # What the logged model needs to be loaded elsewhere; its code also imports this repository's
 # `projects.anomaly.model`, so the package must be installed there too.
 PACKAGES = ("mlflow", "numpy", "scikit-learn", "pandas")
-SUPERVISED = "supervised"
-
-
-def events_of(sessions: pd.DataFrame) -> list[list[str]]:
-    """The event-id sequences of a sessions frame."""
-    return [text.split() for text in sessions["Events"]]
-
-
-def supervised_input(sessions: pd.DataFrame) -> pd.DataFrame:
-    """What the supervised model reads: an `events` column of space-separated event ids."""
-    return pd.DataFrame({"events": sessions["Events"].to_numpy()})
-
-
-def labels_of(sessions: pd.DataFrame) -> np.ndarray:
-    return (sessions["Label"] == "Anomaly").to_numpy()
 
 
 def train(
@@ -61,11 +46,12 @@ def train(
 ) -> tuple[Detector, object]:
     """The unsupervised detector (threshold from validation) and the supervised model."""
     vocabulary = vocabulary_of(templates)
-    counts = count_vectors(events_of(train_sessions), vocabulary)
+    events = events_of(train_sessions)
+    counts = count_vectors(events, vocabulary)
     subspace = SubspaceDetector(params.weighting, params.variance).fit(counts)
     validation_scores = subspace.score_samples(count_vectors(events_of(validation), vocabulary))
     threshold = best_threshold(validation_scores, labels_of(validation))
-    supervised = train_supervised(supervised_input(train_sessions), labels_of(train_sessions))
+    supervised = train_supervised(events, labels_of(train_sessions))
     return Detector(templates, vocabulary, subspace, threshold), supervised
 
 
@@ -103,9 +89,9 @@ def main(
         mlflow.log_params({"threshold": detector.threshold, "templates": len(templates.templates),
                            "components": len(detector.subspace.components_)})  # fmt: skip
         mlflow.log_text(templates.to_json(), "templates.json")
-        sample = supervised_input(train_sessions.head(3))
+        sample = supervised_input(events_of(train_sessions.head(3)))
         registry.log_sklearn_model(
-            supervised, None, sample, supervised.predict(sample), name=SUPERVISED
+            supervised, None, sample, supervised.predict(sample), name=config.SUPERVISED_ARTIFACT
         )
         example = pd.DataFrame(
             {

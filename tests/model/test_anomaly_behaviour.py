@@ -7,12 +7,19 @@ import pandas as pd
 import pytest
 
 from projects.anomaly import config
-from projects.anomaly.data import LABELS_FILE, LOG_FILE, read_labels, read_lines
-from projects.anomaly.model import Detector
+from projects.anomaly.data import (
+    LABELS_FILE,
+    LOG_FILE,
+    events_of,
+    labels_of,
+    read_labels,
+    read_lines,
+)
+from projects.anomaly.model import Detector, supervised_input
 from projects.anomaly.parsing import UNKNOWN
 from projects.anomaly.prepare import prepare
 from projects.anomaly.simulator import simulate
-from projects.anomaly.train import events_of, labels_of, supervised_input, train
+from projects.anomaly.train import train
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,7 @@ def test_most_test_anomalies_are_caught_and_few_normals_flagged(trained) -> None
     flagged = detector.scores(events_of(test)) >= detector.threshold
     is_anomaly = labels_of(test)
     assert flagged[is_anomaly].mean() > 0.7 and flagged[~is_anomaly].mean() < 0.01
-    assert (supervised.predict(supervised_input(test)) == is_anomaly).mean() > 0.99
+    assert (supervised.predict(supervised_input(events_of(test))) == is_anomaly).mean() > 0.99
 
 
 def test_a_saved_detector_loads_with_the_same_scores(trained, tmp_path) -> None:
