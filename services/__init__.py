@@ -1,0 +1,1 @@
+"""BentoML services: each project's pinned `@champion` behind a typed HTTP API."""

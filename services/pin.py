@@ -1,0 +1,95 @@
+"""Pin every project's `@champion` into the BentoML model store, and record the exact tags.
+
+`make serve` and `make bento` run this first. Each champion is imported once, under the tag
+`<registered model>:v<MLflow version>`, and `services/pinned.json` maps each project to its tag.
+The services read that file when they are imported, so a running service keeps serving the
+version it was started with even if the alias moves; run this again (or `make serve`) to pick up
+a new champion.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from projects.core import cli, registry, tracking
+from projects.core.bootstrap import project_names
+from projects.core.cli import StageError
+
+log = logging.getLogger(__name__)
+app = cli.app()
+
+PINNED_FILE = Path(__file__).with_name("pinned.json")
+
+
+def registered_models() -> dict[str, str]:
+    """Each project's registered model name, from its config."""
+    return {
+        name: importlib.import_module(f"projects.{name}.config").MODEL_NAME
+        for name in project_names()
+    }
+
+
+def bento_tag(model: str, version: str) -> str:
+    """The BentoML tag a registered model version is pinned under."""
+    return f"{model}:v{version}"
+
+
+def pin(model: str) -> dict[str, str]:
+    """Import `model@champion` into the BentoML store unless it is there; describe the pin."""
+    from bentoml.exceptions import NotFound
+
+    import bentoml
+
+    version = registry.version_by_alias(model, registry.CHAMPION)
+    if version is None:
+        raise StageError(f"{model} has no @champion: run `make run` first")
+    tag = bento_tag(model, version)
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        bentoml.mlflow.import_model(
+            tag,
+            f"models:/{model}/{version}",
+            labels={"registered_model": model, "mlflow_version": version},
+        )
+        log.info("imported %s@champion (v%s) as %s", model, version, tag)
+    return {"model": model, "version": version, "tag": tag}
+
+
+def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
+    """The pin of one project, as `pin` recorded it.
+
+    Raises:
+        StageError: the file or the project is missing; run `python -m services.pin`.
+    """
+    try:
+        return json.loads(path.read_text())[project]
+    except (OSError, KeyError, json.JSONDecodeError):
+        raise StageError(
+            f"no pinned model for {project} in {path}: run `python -m services.pin` "
+            "(make serve does)"
+        ) from None
+
+
+@app.command()
+def main(
+    out: Annotated[Path, typer.Option(help="Where the pinned tags are written.")] = PINNED_FILE,
+) -> None:
+    """Pin every project's champion and write the tags to `out`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    pinned = {project: pin(model) for project, model in registered_models().items()}
+    out.write_text(json.dumps(pinned, indent=2) + "\n")
+    for project, entry in pinned.items():
+        log.info("%s: %s", project, entry["tag"])
+
+
+if __name__ == "__main__":
+    cli.run(app)
