@@ -63,10 +63,14 @@ class SubspaceDetector:
         self.components_ = vt[: min(rank, len(vt))]
         return self
 
+    def residuals(self, counts: np.ndarray) -> np.ndarray:
+        """What the normal subspace cannot explain of each row, per column."""
+        centred = counts * self.idf_ - self.mean_
+        return centred - (centred @ self.components_.T) @ self.components_
+
     def score_samples(self, counts: np.ndarray) -> np.ndarray:
         """Squared prediction error: the squared norm of what the normal subspace cannot explain."""
-        centred = counts * self.idf_ - self.mean_
-        residual = centred - (centred @ self.components_.T) @ self.components_
+        residual = self.residuals(counts)
         return np.einsum("ij,ij->i", residual, residual)
 
 
@@ -100,6 +104,16 @@ def train_supervised(events: Sequence[Sequence[str]], is_anomaly: np.ndarray) ->
         LogisticRegression(class_weight="balanced", max_iter=5000),
     )  # fmt: skip
     return model.fit(supervised_input(events), is_anomaly)
+
+
+@dataclass(frozen=True, slots=True)
+class EventShare:
+    """One event's part in a session's score: its count and its share of the squared residual."""
+
+    event: str
+    template: str
+    count: int
+    share: float
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,29 @@ class Detector:
                 sum(1 for e in session if e not in known),
             )
             for block, session, score in zip(block_ids, events, scores, strict=True)
+        ]
+
+    def explain(self, events: Sequence[str], top: int = 5) -> list[EventShare]:
+        """The `top` events that contributed most to a session's score.
+
+        The score is a sum of squares over events (the residual of each event's count), so each
+        event's share of it is exact; shares of all events sum to 1.
+        """
+        counts = count_vectors([events], self.vocabulary)
+        squared = self.subspace.residuals(counts)[0] ** 2
+        total = float(squared.sum())
+        if total <= 0:
+            return []
+        templates = dict(zip(self.templates.event_ids, self.templates.templates, strict=True))
+        order = np.argsort(-squared, kind="stable")[:top]
+        return [
+            EventShare(
+                self.vocabulary[i],
+                templates.get(self.vocabulary[i], "(unknown event)"),
+                int(counts[0, i]),
+                round(float(squared[i]) / total, 6),
+            )
+            for i in order
         ]
 
     def score_lines(self, lines: Sequence[str]) -> list[Scored]:

@@ -7,8 +7,12 @@ share of blocked ham stays within the `max_blocked_ham` budget. The test split i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -83,3 +87,85 @@ def train(messages: pd.DataFrame, params: TrainParams, seed: int) -> FixedThresh
         response_method="predict_proba",
     )
     return model.fit(texts, labels)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenWeight:
+    """How much one whitespace-separated token moved a text's score (positive: toward spam)."""
+
+    token: str
+    weight: float
+
+
+class SpamScorer:
+    """The fitted model's spam probability and decision, computed for serving.
+
+    It gives the same numbers as `spam_probability` and `model.predict`, but calls the fitted
+    vectorizers, SVM and Platt sigmoid directly, without pandas and scikit-learn's per-call
+    checks, which cost more than the model itself on one short text. Because the score is a
+    linear margin, it also splits a text's margin exactly into per-feature shares (`explain`).
+    """
+
+    def __init__(self, model: FixedThresholdClassifier) -> None:
+        pipeline = model.estimator_
+        features = pipeline.named_steps["features"]
+        calibrated = pipeline.named_steps["svm"].calibrated_classifiers_[0]
+        if list(calibrated.classes) != ["ham", POSITIVE]:
+            raise ValueError(f"expected classes ['ham', 'spam'], got {list(calibrated.classes)}")
+        self.words = features.named_transformers_["words"]
+        self.chars = features.named_transformers_["chars"]
+        self.coef = calibrated.estimator.coef_[0]
+        self.intercept = float(calibrated.estimator.intercept_[0])
+        sigmoid = calibrated.calibrators[0]
+        self.a, self.b = float(sigmoid.a_), float(sigmoid.b_)
+        self.threshold = float(model.threshold)
+        self._word_parts = self.words.build_analyzer()
+        self._char_parts = self.chars.build_analyzer()
+        self._names: np.ndarray | None = None  # built on the first explanation
+
+    def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        return sparse.hstack([self.words.transform(texts), self.chars.transform(texts)]).tocsr()
+
+    def probability(self, texts: Sequence[str]) -> np.ndarray:
+        """P(spam) for each text."""
+        margin = self._features(texts) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(self.a * margin + self.b))
+
+    def is_spam(self, probability: np.ndarray) -> np.ndarray:
+        """The model's decision: spam at or above its threshold, as `model.predict` decides."""
+        return probability >= self.threshold
+
+    def explain(self, text: str, top: int = 5) -> list[TokenWeight]:
+        """The `top` tokens of `text` that moved its margin most, either way.
+
+        Each feature's share of the margin (TF-IDF value times SVM weight) is split among the
+        whitespace tokens it occurs in: a word n-gram goes to the tokens that contain its words,
+        a character n-gram to the tokens that contain it. A word pair that spans two tokens is
+        split between them.
+        """
+        if self._names is None:
+            self._names = np.concatenate(
+                [self.words.get_feature_names_out(), self.chars.get_feature_names_out()]
+            )
+        row = self._features([text])
+        shares = row.data * self.coef[row.indices]
+        n_words = len(self.words.vocabulary_)
+        tokens = text.split()
+        # what each vectorizer sees of each token, for finding where a feature occurs
+        word_parts = [set(self._word_parts(t)) for t in tokens]
+        char_parts = [set(self._char_parts(t)) for t in tokens]
+        weights = np.zeros(len(tokens))
+        for index, share in zip(row.indices, shares, strict=True):
+            name = str(self._names[index])
+            if index < n_words:
+                parts = name.split(" ")
+                holders = [i for i, seen in enumerate(word_parts) if seen & set(parts)]
+            else:
+                holders = [i for i, seen in enumerate(char_parts) if name in seen]
+            if holders:
+                weights[holders] += share / len(holders)
+        totals: dict[str, float] = {}
+        for token, weight in zip(tokens, weights, strict=True):
+            totals[token] = totals.get(token, 0.0) + float(weight)
+        ranked = sorted(totals.items(), key=lambda item: -abs(item[1]))[:top]
+        return [TokenWeight(token, round(weight, 6)) for token, weight in ranked]

@@ -1,28 +1,46 @@
-"""`POST /classify`: spam or ham for 1..1000 texts, with the pinned champion's version.
+"""`POST /classify`: spam or ham for 1..1000 texts, from the pinned spam champion.
 
-Run one service: `bentoml serve services.spam.service:SpamClassifier --port 3001`
-(after `python -m services.pin`).
+Run this service alone: `bentoml serve services.spam.service:SpamClassifier --port 3001`
+(after `python -m services.pin`; `make serve` does both for every service).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 import bentoml
-from services.common import MONITORING_DIR, RequestLog, now, quiet_client_errors
+from services.common import (
+    BodyGuard,
+    RequestLog,
+    freeze_heap,
+    now,
+    quiet_client_errors,
+    request_log_dir,
+)
 from services.pin import read_pinned
 
 PINNED = read_pinned("spam")
-Text = Annotated[str, Field(min_length=1, max_length=5000)]
+MAX_TEXTS = 1000
+MAX_CHARACTERS = 5000
+Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARACTERS)]
 EXAMPLE = ["WINNER!! Claim your free prize now, call 09061701461", "See you at lunch?"]
+
+
+class TokenWeight(BaseModel):
+    token: str = Field(description="A whitespace-separated token of the text.")
+    weight: float = Field(description="Its share of the SVM margin; positive pushes to spam.")
 
 
 class Verdict(BaseModel):
     label: Literal["spam", "ham"] = Field(description="The model's decision.")
     spam_probability: float = Field(ge=0, le=1, description="Calibrated probability of spam.")
+    explanation: list[TokenWeight] | None = Field(
+        default=None, description="With `explain`: the tokens that moved the score most."
+    )
 
 
 class Classification(BaseModel):
@@ -30,48 +48,79 @@ class Classification(BaseModel):
     model_version: str = Field(description="The registered model version that answered.")
 
 
-@bentoml.service(http={"host": "127.0.0.1", "port": 3001}, metrics={"enabled": True})
+@bentoml.service(
+    http={"host": "127.0.0.1", "port": 3001},
+    metrics={"enabled": True},
+    labels={"project": "spam", "model": PINNED["model"], "model_version": PINNED["version"]},
+)
 class SpamClassifier:
+    """The `spam-classifier` champion, pinned when the service was built."""
+
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
     def __init__(self) -> None:
         import skops.io
 
-        from projects.spam.model import TRUSTED_TYPES
+        from projects.spam.model import TRUSTED_TYPES, SpamScorer
 
         quiet_client_errors()
-        path = self.bento_model.path_of("mlflow_model/model.skops")
-        self.model = skops.io.load(path, trusted=list(TRUSTED_TYPES))
-        self.threshold = float(self.model.threshold)
+        model = skops.io.load(
+            self.bento_model.path_of("mlflow_model/model.skops"), trusted=list(TRUSTED_TYPES)
+        )
+        self.scorer = SpamScorer(model)
         self.version = PINNED["version"]
-        self.requests = RequestLog(MONITORING_DIR / "spam" / "requests")
+        self.requests = RequestLog(request_log_dir("spam"))
+        freeze_heap()
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.requests.close()
 
     @bentoml.api
     def classify(
         self,
         texts: Annotated[
             list[Text],
-            Field(min_length=1, max_length=1000, description="The messages.", examples=[EXAMPLE]),
+            Field(
+                min_length=1,
+                max_length=MAX_TEXTS,
+                description=f"1..{MAX_TEXTS} messages of 1..{MAX_CHARACTERS} characters.",
+                examples=[EXAMPLE],
+            ),
         ],
+        explain: Annotated[
+            bool, Field(description="Also return the tokens that moved each score most.")
+        ] = False,
     ) -> Classification:
         """Classify each text as spam or ham."""
-        import pandas as pd
-
         start = time.perf_counter()
-        from projects.spam.model import spam_probability
-
-        probability = spam_probability(self.model, pd.DataFrame({"text": texts}))
-        # the same rule as FixedThresholdClassifier.predict: spam at or above the threshold
+        probability = self.scorer.probability(texts)
+        is_spam = self.scorer.is_spam(probability)
         results = [
-            Verdict(label="spam" if p >= self.threshold else "ham", spam_probability=float(p))
-            for p in probability
+            Verdict(label="spam" if spam else "ham", spam_probability=float(p))
+            for p, spam in zip(probability.tolist(), is_spam.tolist(), strict=True)
         ]
+        if explain:
+            for text, verdict in zip(texts, results, strict=True):
+                verdict.explanation = [
+                    TokenWeight(token=t.token, weight=t.weight) for t in self.scorer.explain(text)
+                ]
         latency_ms = (time.perf_counter() - start) * 1000
-        stamp = now()
+        request, stamp = uuid.uuid4().hex, now()
         for text, verdict in zip(texts, results, strict=True):
             self.requests.append(
-                {"timestamp": stamp, "model_version": self.version, "text": text,
-                 "label": verdict.label, "spam_probability": verdict.spam_probability,
-                 "latency_ms": latency_ms}
-            )  # fmt: skip
+                {
+                    "timestamp": stamp,
+                    "request_id": request,
+                    "model_version": self.version,
+                    "latency_ms": latency_ms,
+                    "text": text,
+                    "text_length": len(text),
+                    "label": verdict.label,
+                    "spam_probability": verdict.spam_probability,
+                }
+            )
         return Classification(results=results, model_version=self.version)
+
+
+SpamClassifier.add_asgi_middleware(BodyGuard)
