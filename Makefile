@@ -20,8 +20,11 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+SPAM_PORT ?= 3001
+RECOMMEND_PORT ?= 3002
+ANOMALY_PORT ?= 3003
 
-.PHONY: help setup run repro test test-fast lint format ui bench data-record data-rebuild data-reset clean-state evaluate-traces
+.PHONY: help setup run repro test test-fast lint format ui serve bento bench bench-services data-record data-rebuild data-reset clean-state evaluate-traces
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -52,8 +55,8 @@ repro: ## Reproduce the pipelines (no set-up)
 test: setup ## Set up, then run every test
 	pytest
 
-test-fast: setup ## Run the tests, skipping the slow end-to-end ones
-	pytest -m "not e2e"
+test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
+	pytest -m "not e2e and not service"
 
 lint: $(VENV)/.synced ## ruff check and ruff format --check
 	ruff check .
@@ -67,10 +70,24 @@ ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST
 	mlflow ui --host $(HOST) --port $(MLFLOW_PORT) --backend-store-uri \
 	  "$$(python -c 'from projects.core.tracking import tracking_uri; print(tracking_uri())')"
 
+serve: setup ## Serve the champions: spam :3001, recommend :3002, anomaly :3003 (HOST=, SPAM_PORT=, ...)
+	python -m services.pin
+	python -m services.serve --host $(HOST) --spam-port $(SPAM_PORT) \
+	  --recommend-port $(RECOMMEND_PORT) --anomaly-port $(ANOMALY_PORT)
+
+bento: setup ## Build a Bento of each champion's service into BENTOML_HOME (see docs/services.md)
+	python -m services.pin
+	@for project in spam recommend anomaly; do \
+	  bentoml build --output tag -f services/$$project/bentofile.yaml . || exit 1; done
+
 BENCH ?= spam recommend anomaly
 
 bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=recommend for one)
 	@for project in $(BENCH); do echo "== $$project"; python -m bench.$${project}_quality || exit 1; done
+
+bench-services: setup ## Measure the services against in-process calls and plain FastAPI (docs/services.md)
+	python -m services.pin
+	python -m bench.services_speed
 
 evaluate-traces: setup ## Train and test both anomaly models on Loghub's Event_traces.csv (TRACES=path)
 	@test -n "$(TRACES)" || { echo "error: give the file: make evaluate-traces TRACES=path/to/Event_traces.csv" >&2; exit 2; }

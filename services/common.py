@@ -9,13 +9,20 @@ import json
 import logging
 import os
 import threading
+import time
+import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import bentoml
 
 from projects.core import paths
+from projects.core.cli import StageError
 
+# Written by `python -m services.pin`: each project's pinned champion, read by its service.
+PINNED_FILE = Path(__file__).with_name("pinned.json")
 MAX_BODY_BYTES = 1_048_576
 JSON = "application/json"
 # Requests with these methods carry a JSON body; the rest (probes, metrics, docs) pass untouched.
@@ -25,6 +32,21 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
+    """The pin of one project, as `pin` recorded it.
+
+    Raises:
+        StageError: the file or the project is missing; run `python -m services.pin`.
+    """
+    try:
+        return json.loads(path.read_text())[project]
+    except (OSError, KeyError, json.JSONDecodeError):
+        raise StageError(
+            f"no pinned model for {project} in {path}: run `python -m services.pin` "
+            "(make serve does)"
+        ) from None
 
 
 def request_log_dir(project: str) -> Path:
@@ -175,3 +197,44 @@ class RequestLog:
 def now() -> str:
     """An ISO timestamp in UTC, for request records."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class ModelService:
+    """What every service does around its model; a service class subclasses it and sets
+    `project`, `pinned` (from `services.pin.read_pinned`), `bento_model` and `load`.
+
+    On start: client errors logged as INFO, the model loaded from the pinned BentoML model,
+    the request log opened, the heap frozen. On shutdown: the request log flushed.
+    """
+
+    project: ClassVar[str]
+    pinned: ClassVar[dict[str, str]]
+    bento_model: ClassVar[Any]
+
+    def __init__(self) -> None:
+        quiet_client_errors()
+        self.version = self.pinned["version"]
+        self.load()
+        self.requests = RequestLog(request_log_dir(self.project))
+        freeze_heap()
+
+    def load(self) -> None:
+        """Load the model from `self.bento_model`."""
+        raise NotImplementedError
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.requests.close()
+
+    def record(self, route: str, start: float, rows: Iterable[dict[str, Any]]) -> None:
+        """Log one record per prediction of a request that began at `start` (perf_counter):
+        each row plus the time, request id, route, model version and the request's latency."""
+        shared = {
+            "timestamp": now(),
+            "request_id": uuid.uuid4().hex,
+            "route": route,
+            "model_version": self.version,
+            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        for row in rows:
+            self.requests.append(shared | row)

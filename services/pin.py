@@ -20,11 +20,10 @@ import typer
 from projects.core import cli, registry, tracking
 from projects.core.bootstrap import project_names
 from projects.core.cli import StageError
+from services.common import PINNED_FILE
 
 log = logging.getLogger(__name__)
 app = cli.app()
-
-PINNED_FILE = Path(__file__).with_name("pinned.json")
 
 
 def registered_models() -> dict[str, str]:
@@ -42,9 +41,8 @@ def bento_tag(model: str, version: str) -> str:
 
 def pin(model: str) -> dict[str, str]:
     """Import `model@champion` into the BentoML store unless it is there; describe the pin."""
-    from bentoml.exceptions import NotFound
-
     import bentoml
+    from bentoml.exceptions import NotFound
 
     version = registry.version_by_alias(model, registry.CHAMPION)
     if version is None:
@@ -60,21 +58,6 @@ def pin(model: str) -> dict[str, str]:
         )
         log.info("imported %s@champion (v%s) as %s", model, version, tag)
     return {"model": model, "version": version, "tag": tag}
-
-
-def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
-    """The pin of one project, as `pin` recorded it.
-
-    Raises:
-        StageError: the file or the project is missing; run `python -m services.pin`.
-    """
-    try:
-        return json.loads(path.read_text())[project]
-    except (OSError, KeyError, json.JSONDecodeError):
-        raise StageError(
-            f"no pinned model for {project} in {path}: run `python -m services.pin` "
-            "(make serve does)"
-        ) from None
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from projects.core.cli import ENVIRONMENT_DEFAULTS
 from projects.spam import config as spam_config
 from projects.spam.data import RAW_FILE, read_messages
+from tests.repo_copy import copy_repository
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,3 +28,10 @@ def spam_messages() -> pd.DataFrame:
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make setup` (make test does) first")
     return read_messages(path)
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of the repository with its raw data (see tests/repo_copy.py), and its environment."""
+    copy = tmp_path_factory.mktemp("e2e") / "repo"
+    return copy, copy_repository(copy)

@@ -10,6 +10,8 @@ from projects.core import paths
 from projects.core.params import Params, load_params
 
 NAME = "anomaly"
+# the registered pyfunc's state file, `artifacts/detector.npz` in the logged model
+MODEL_ARTIFACT = "detector"
 MODEL_NAME = "log-anomaly-detector"
 # where the supervised comparison model is logged in the training run (it is not registered)
 SUPERVISED_ARTIFACT = "supervised"

@@ -18,9 +18,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from projects.anomaly.config import MODEL_ARTIFACT
 from projects.anomaly.model import Detector
-
-ARTIFACT = "detector"
 
 
 class DetectorModel(PythonModel):
@@ -29,7 +28,7 @@ class DetectorModel(PythonModel):
     detector: Detector
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.detector = Detector.load(Path(context.artifacts[ARTIFACT]))
+        self.detector = Detector.load(Path(context.artifacts[MODEL_ARTIFACT]))
 
     def predict(
         self,

@@ -57,13 +57,13 @@ def train(
 
 def _log_detector(detector: Detector, example: pd.DataFrame) -> object:
     """Register the detector as a pyfunc logged from code, its arrays as the artifact."""
-    from projects.anomaly.pyfunc_model import ARTIFACT, DetectorModel
+    from projects.anomaly.pyfunc_model import DetectorModel
 
     wrapper = DetectorModel()
     wrapper.detector = detector
     output = wrapper.predict(None, example)
     return registry.log_pyfunc_model(
-        PYFUNC_CODE, detector, ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
+        PYFUNC_CODE, detector, config.MODEL_ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
     )
 
 

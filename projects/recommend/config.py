@@ -11,6 +11,8 @@ from projects.core import paths
 from projects.core.params import Params, load_params
 
 NAME = "recommend"
+# the registered pyfunc's state file, `artifacts/recommender.npz` in the logged model
+MODEL_ARTIFACT = "recommender"
 MODEL_NAME = "recommender"
 
 RAW_DIR = paths.RAW_DIR / NAME

@@ -18,9 +18,9 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from projects.recommend.config import MODEL_ARTIFACT
 from projects.recommend.model import Item, Recommendations, Recommender
 
-ARTIFACT = "recommender"
 OUTPUT_COLUMNS = ("user_id", "rank", "item_id", "title", "score", "cold_start")
 
 
@@ -30,7 +30,7 @@ class RecommenderModel(PythonModel):
     recommender: Recommender
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.recommender = Recommender.load(Path(context.artifacts[ARTIFACT]))
+        self.recommender = Recommender.load(Path(context.artifacts[MODEL_ARTIFACT]))
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> Recommendations:
         """See `Recommender.recommend`."""

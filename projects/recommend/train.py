@@ -78,7 +78,7 @@ def baseline(results: pd.DataFrame) -> dict[str, float]:
 
 def _log_model(fitted: model.Recommender) -> object:
     """Register the model as a pyfunc logged from code, its arrays as the artifact."""
-    from projects.recommend.pyfunc_model import ARTIFACT, RecommenderModel
+    from projects.recommend.pyfunc_model import RecommenderModel
 
     wrapper = RecommenderModel()
     wrapper.recommender = fitted
@@ -86,7 +86,7 @@ def _log_model(fitted: model.Recommender) -> object:
     example = pd.DataFrame({"user_id": [int(fitted.user_ids[0]), 0], "k": [3, 3]})
     output = wrapper.predict(None, example)
     return registry.log_pyfunc_model(
-        PYFUNC_CODE, fitted, ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
+        PYFUNC_CODE, fitted, config.MODEL_ARTIFACT, config.MODEL_NAME, example, output, PACKAGES
     )
 
 

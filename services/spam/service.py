@@ -7,21 +7,12 @@ Run this service alone: `bentoml serve services.spam.service:SpamClassifier --po
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated, Literal
 
+import bentoml
 from pydantic import BaseModel, Field
 
-import bentoml
-from services.common import (
-    BodyGuard,
-    RequestLog,
-    freeze_heap,
-    now,
-    quiet_client_errors,
-    request_log_dir,
-)
-from services.pin import read_pinned
+from services.common import BodyGuard, ModelService, read_pinned
 
 PINNED = read_pinned("spam")
 MAX_TEXTS = 1000
@@ -53,28 +44,19 @@ class Classification(BaseModel):
     metrics={"enabled": True},
     labels={"project": "spam", "model": PINNED["model"], "model_version": PINNED["version"]},
 )
-class SpamClassifier:
+class SpamClassifier(ModelService):
     """The `spam-classifier` champion, pinned when the service was built."""
 
+    project, pinned = "spam", PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
-    def __init__(self) -> None:
+    def load(self) -> None:
         import skops.io
 
         from projects.spam.model import TRUSTED_TYPES, SpamScorer
 
-        quiet_client_errors()
-        model = skops.io.load(
-            self.bento_model.path_of("mlflow_model/model.skops"), trusted=list(TRUSTED_TYPES)
-        )
-        self.scorer = SpamScorer(model)
-        self.version = PINNED["version"]
-        self.requests = RequestLog(request_log_dir("spam"))
-        freeze_heap()
-
-    @bentoml.on_shutdown
-    def close(self) -> None:
-        self.requests.close()
+        path = self.bento_model.path_of("mlflow_model/model.skops")
+        self.scorer = SpamScorer(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
 
     @bentoml.api
     def classify(
@@ -105,21 +87,15 @@ class SpamClassifier:
                 verdict.explanation = [
                     TokenWeight(token=t.token, weight=t.weight) for t in self.scorer.explain(text)
                 ]
-        latency_ms = (time.perf_counter() - start) * 1000
-        request, stamp = uuid.uuid4().hex, now()
-        for text, verdict in zip(texts, results, strict=True):
-            self.requests.append(
-                {
-                    "timestamp": stamp,
-                    "request_id": request,
-                    "model_version": self.version,
-                    "latency_ms": latency_ms,
-                    "text": text,
-                    "text_length": len(text),
-                    "label": verdict.label,
-                    "spam_probability": verdict.spam_probability,
-                }
-            )
+        self.record(
+            "classify",
+            start,
+            (
+                {"text": text, "text_length": len(text), "label": v.label,
+                 "spam_probability": v.spam_probability}
+                for text, v in zip(texts, results, strict=True)
+            ),
+        )  # fmt: skip
         return Classification(results=results, model_version=self.version)
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.code.test_readme import readme_python
-from tests.e2e.conftest import run_in
+from tests.repo_copy import run_in
 
 pytestmark = pytest.mark.e2e
 

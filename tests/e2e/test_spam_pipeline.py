@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import registry, run_in
+from tests.repo_copy import registry, run_in
 
 pytestmark = pytest.mark.e2e
 

@@ -62,6 +62,17 @@ def test_unknown_events_are_counted_and_flagged(trained) -> None:
     assert not scored[0].is_anomaly and scored[1].is_anomaly
 
 
+def test_explanations_share_out_the_score_and_name_the_failing_event(trained) -> None:
+    detector, _, test, _ = trained
+    normal = test[test.Label == "Normal"].Events.iloc[0].split()
+    failure = "writeBlock blk_1 received exception java.io.IOException: Could not read from stream"
+    event = _event(detector, failure)
+    shares = detector.explain([*normal, event], top=len(detector.vocabulary))
+    assert sum(s.share for s in shares) == pytest.approx(1, abs=1e-4)
+    assert shares[0].event == event and "exception" in shares[0].template
+    assert shares[0].count == 1
+
+
 def test_raw_lines_are_scored_like_their_sessions(trained) -> None:
     detector, _, test, lines = trained
     anomalous = test[test.Label == "Anomaly"].iloc[:3]

@@ -7,7 +7,7 @@ import pytest
 
 from projects.core.params import load_params
 from projects.spam.config import SpamParams
-from projects.spam.model import choose_threshold, spam_probability, train
+from projects.spam.model import SpamScorer, choose_threshold, spam_probability, train
 from projects.spam.prepare import split
 
 CLEAR_SPAM = [
@@ -87,3 +87,27 @@ def test_training_is_deterministic_for_a_seed(spam_messages: pd.DataFrame, model
     texts = test_split[["text"]]
     assert (spam_probability(again, texts) == spam_probability(model, texts)).all()
     assert again.threshold == model.threshold
+
+
+def test_the_serving_scorer_agrees_with_the_model(spam_messages: pd.DataFrame, model) -> None:
+    texts = spam_messages[["text"]].iloc[:500]
+    scorer = SpamScorer(model)
+    probability = scorer.probability(list(texts["text"]))
+    assert probability == pytest.approx(spam_probability(model, texts), abs=1e-12)
+    labels = ["spam" if s else "ham" for s in scorer.is_spam(probability)]
+    assert labels == list(model.predict(texts))
+
+
+def test_explanations_name_the_spam_tokens_and_split_the_margin(model) -> None:
+    import numpy as np
+
+    scorer = SpamScorer(model)
+    text = CLEAR_SPAM[0]
+    weights = scorer.explain(text, top=100)
+    assert {w.token for w in weights} <= set(text.split())
+    assert weights[0].weight > 0  # the strongest token pushes toward spam
+    assert any(w.token in {"prize.", "WINNER!!", "cash", "09061701461"} for w in weights[:5])
+    # every feature lies in some token, so the weights add up to the margin less its intercept
+    logit = np.log(1 / scorer.probability([text])[0] - 1)  # Platt: P = 1 / (1 + e^(a m + b))
+    margin = (logit - scorer.b) / scorer.a
+    assert sum(w.weight for w in weights) == pytest.approx(margin - scorer.intercept, abs=1e-4)

@@ -1,7 +1,8 @@
-"""A temporary copy of the repository that the end-to-end tests share.
+"""A temporary copy of the repository that the end-to-end and service tests share.
 
-The copy is made once per session: every project's pipeline runs in it, so the spam tests do not
-pay for the recommend stages again. A test that breaks the copy's data restores it.
+The copy is made once per session (the `repo` fixture in tests/conftest.py): every project's
+pipeline runs in it, so the spam tests do not pay for the recommend stages again, and the service
+tests serve its champions. A test that breaks the copy's data restores it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ def run_in(repo: Path, env: dict[str, str], *command: str, ok: bool = True):
     return done
 
 
-@pytest.fixture(scope="session")
-def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A copy of the repository's files and raw data, as its own git repository and DVC cache."""
-    copy = tmp_path_factory.mktemp("e2e") / "repo"
+def copy_repository(copy: Path) -> dict[str, str]:
+    """Copy the repository's files and raw data to `copy`, as its own git repository and DVC
+    cache; return the environment to run commands in it."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=paths.ROOT,
@@ -60,7 +60,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         ["dvc", "commit", "-f", "-q", "data.dvc"],  # fill this copy's own cache
     ):
         run_in(copy, env, *command)
-    return copy, env
+    return env
 
 
 def registry(repo: Path):

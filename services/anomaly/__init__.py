@@ -1,0 +1,1 @@
+"""The log anomaly detector service."""

@@ -1,0 +1,106 @@
+"""`POST /recommend` and `POST /similar_items`: movies from the pinned recommender champion.
+
+Run this service alone: `bentoml serve services.recommend.service:MovieRecommender --port 3002`
+(after `python -m services.pin`; `make serve` does both for every service).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import BaseModel, Field
+
+from services.common import BodyGuard, ModelService, error, read_pinned
+
+PINNED = read_pinned("recommend")
+MAX_K = 100
+Id = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+K = Annotated[int, Field(strict=True, ge=1, le=MAX_K, description=f"How many items, 1..{MAX_K}.")]
+
+
+class Item(BaseModel):
+    item_id: int = Field(description="MovieLens item id.")
+    title: str = Field(description="Title and year, e.g. 'Star Wars (1977)'.")
+    score: float = Field(description="The model's score; higher is better. Comparable per list.")
+
+
+class Recommendation(BaseModel):
+    user_id: int
+    cold_start: bool = Field(description="The user is unknown: the list is the most popular items.")
+    items: list[Item] = Field(description="Best first; never an item the user has rated.")
+    model_version: str = Field(description="The registered model version that answered.")
+
+
+class SimilarItems(BaseModel):
+    item_id: int
+    items: list[Item] = Field(description="Best first; never the item itself.")
+    model_version: str = Field(description="The registered model version that answered.")
+
+
+def items_of(found: list[Any]) -> list[Item]:
+    return [Item(item_id=i.item_id, title=i.title, score=i.score) for i in found]
+
+
+@bentoml.service(
+    http={"host": "127.0.0.1", "port": 3002},
+    metrics={"enabled": True},
+    labels={"project": "recommend", "model": PINNED["model"], "model_version": PINNED["version"]},
+)
+class MovieRecommender(ModelService):
+    """The `recommender` champion, pinned when the service was built."""
+
+    project, pinned = "recommend", PINNED
+    bento_model = bentoml.models.BentoModel(PINNED["tag"])
+
+    def load(self) -> None:
+        from projects.recommend.config import MODEL_ARTIFACT
+        from projects.recommend.model import Recommender
+
+        path = self.bento_model.path_of(f"mlflow_model/artifacts/{MODEL_ARTIFACT}.npz")
+        self.model = Recommender.load(path)
+
+    @bentoml.api
+    def recommend(
+        self,
+        user_id: Annotated[Id, Field(description="A user id; an unknown one gets cold start.")],
+        k: K = 10,
+    ) -> Recommendation:
+        """The user's k best movies, leaving out those they have rated."""
+        start = time.perf_counter()
+        found = self.model.recommend(user_id, k)
+        items = items_of(found.items)
+        self.record(
+            "recommend",
+            start,
+            [{"user_id": user_id, "k": k, "cold_start": found.cold_start,
+              "item_ids": [i.item_id for i in items]}],
+        )  # fmt: skip
+        return Recommendation(
+            user_id=user_id, cold_start=found.cold_start, items=items, model_version=self.version
+        )
+
+    @bentoml.api
+    def similar_items(
+        self,
+        item_id: Annotated[Id, Field(description="A movie in the catalogue.")],
+        k: K = 10,
+    ) -> SimilarItems:
+        """The k movies the model would recommend to someone who rated only this one."""
+        from projects.recommend.model import UnknownItemError
+
+        start = time.perf_counter()
+        try:
+            items = items_of(self.model.similar_items(item_id, k))
+        except UnknownItemError as exc:
+            return error(404, str(exc))
+        self.record(
+            "similar_items",
+            start,
+            [{"item_id": item_id, "k": k, "item_ids": [i.item_id for i in items]}],
+        )
+        return SimilarItems(item_id=item_id, items=items, model_version=self.version)
+
+
+MovieRecommender.add_asgi_middleware(BodyGuard)

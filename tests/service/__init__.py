@@ -1,0 +1,1 @@
+"""Tests against real `bentoml serve` processes over HTTP."""
