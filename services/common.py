@@ -181,8 +181,16 @@ class RequestLog:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}.jsonl"
-        with path.open("a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records).encode()
+        # one append-mode write per batch: several workers may share the file without
+        # interleaving their lines
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+        finally:
+            os.close(descriptor)
 
     def close(self) -> None:
         self._stop.set()
@@ -191,7 +199,10 @@ class RequestLog:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.flush()
+            try:
+                self.flush()
+            except OSError:  # a full or read-only disk must not stop the service or this thread
+                logging.getLogger(__name__).exception("request log: could not write a batch")
 
 
 def now() -> str:

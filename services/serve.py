@@ -73,13 +73,15 @@ def start(
     cwd: Path = paths.ROOT,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
+    target: str | None = None,
 ) -> Server:
-    """Start one project's service; its output goes to `log`, or to this process's."""
+    """Start one project's service (or `target`: a built Bento's tag, another service);
+    its output goes to `log`, or to this process's."""
     if not port_is_free(host, port):
         raise StageError(f"{host}:{port} is in use; choose another port for {project}")
     output = log.open("ab") if log else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", SERVICES[project],
+        [sys.executable, "-m", "bentoml", "serve", target or SERVICES[project],
          "--host", host, "--port", str(port)],
         cwd=cwd,
         env=dict(env) if env is not None else None,
