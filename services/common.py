@@ -212,7 +212,7 @@ def now() -> str:
 
 class ModelService:
     """What every service does around its model; a service class subclasses it and sets
-    `project`, `pinned` (from `services.pin.read_pinned`), `bento_model` and `load`.
+    `project`, `pinned` (from `read_pinned`), `bento_model` and `load`.
 
     On start: client errors logged as INFO, the model loaded from the pinned BentoML model,
     the request log opened, the heap frozen. On shutdown: the request log flushed.
