@@ -14,7 +14,7 @@ from typing import Annotated
 import bentoml
 from pydantic import BaseModel, Field
 
-from services.common import BodyGuard, ModelService, error, read_pinned
+from services.common import BodyGuard, ModelService, error, read_pinned, service_options
 
 PINNED = read_pinned("anomaly")
 MAX_SESSIONS = 1000
@@ -75,11 +75,11 @@ class LineScores(Scores):
     parsed: ParsedLines
 
 
-@bentoml.service(
-    http={"host": "127.0.0.1", "port": 3003},
-    metrics={"enabled": True},
-    labels={"project": "anomaly", "model": PINNED["model"], "model_version": PINNED["version"]},
-)
+# up to this many events (or lines), without explanations, a request is scored on the event loop
+INLINE_EVENTS = 200
+
+
+@bentoml.service(**service_options("anomaly", PINNED, 3003, ["/score", "/score_lines"]))
 class LogAnomalyDetector(ModelService):
     """The `log-anomaly-detector` champion, pinned when the service was built."""
 
@@ -128,7 +128,7 @@ class LogAnomalyDetector(ModelService):
         return verdicts
 
     @bentoml.api
-    def score(
+    async def score(
         self,
         sessions: Annotated[
             list[Session],
@@ -137,13 +137,17 @@ class LogAnomalyDetector(ModelService):
         explain: Explain = False,
     ) -> Scores:
         """Score sessions given as event ids."""
+        inline = not explain and sum(len(s.events) for s in sessions) <= INLINE_EVENTS
+        return await self.compute(inline, self._score, sessions, explain)
+
+    def _score(self, sessions: list[Session], explain: bool) -> Scores:
         start = time.perf_counter()
         blocks, events = [s.block_id for s in sessions], [s.events for s in sessions]
         verdicts = self._verdicts("score", start, blocks, events, explain)
         return Scores(sessions=verdicts, model_version=self.version)
 
     @bentoml.api
-    def score_lines(
+    async def score_lines(
         self,
         lines: Annotated[
             list[Annotated[str, Field(max_length=MAX_LINE)]],
@@ -158,6 +162,10 @@ class LogAnomalyDetector(ModelService):
         explain: Explain = False,
     ) -> LineScores:
         """Parse raw log lines, group them by block, and score each block."""
+        inline = not explain and len(lines) <= INLINE_EVENTS
+        return await self.compute(inline, self._score_lines, lines, explain)
+
+    def _score_lines(self, lines: list[str], explain: bool) -> LineScores:
         from projects.anomaly.parsing import sessions
 
         start = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
-from services.common import BodyGuard, ModelService, read_pinned
+from services.common import BodyGuard, ModelService, read_pinned, service_options
 
 PINNED = read_pinned("spam")
 MAX_TEXTS = 1000
@@ -39,11 +39,11 @@ class Classification(BaseModel):
     model_version: str = Field(description="The registered model version that answered.")
 
 
-@bentoml.service(
-    http={"host": "127.0.0.1", "port": 3001},
-    metrics={"enabled": True},
-    labels={"project": "spam", "model": PINNED["model"], "model_version": PINNED["version"]},
-)
+# up to this many characters in all, without explanations, a request is scored on the event loop
+INLINE_CHARACTERS = 2000
+
+
+@bentoml.service(**service_options("spam", PINNED, 3001, ["/classify"]))
 class SpamClassifier(ModelService):
     """The `spam-classifier` champion, pinned when the service was built."""
 
@@ -59,7 +59,7 @@ class SpamClassifier(ModelService):
         self.scorer = SpamScorer(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
 
     @bentoml.api
-    def classify(
+    async def classify(
         self,
         texts: Annotated[
             list[Text],
@@ -75,6 +75,10 @@ class SpamClassifier(ModelService):
         ] = False,
     ) -> Classification:
         """Classify each text as spam or ham."""
+        inline = not explain and sum(map(len, texts)) <= INLINE_CHARACTERS
+        return await self.compute(inline, self._classify, texts, explain)
+
+    def _classify(self, texts: list[str], explain: bool) -> Classification:
         start = time.perf_counter()
         probability = self.scorer.probability(texts)
         is_spam = self.scorer.is_spam(probability)
