@@ -48,18 +48,22 @@ def test_a_worse_experiment_leaves_the_champion_and_its_run_is_kept(repo) -> Non
 def test_corrupted_raw_data_stops_at_validate_and_changes_nothing(repo) -> None:
     root, env = repo
     raw = root / "data/raw/spam/sms_spam.csv"
-    raw.write_text("label,text\nham,hello\nspamm,\n")
-    setup = run_in(root, env, sys.executable, "-m", "projects.core.bootstrap")
-    assert "left as it is" in setup.stderr
-    assert raw.read_text() == "label,text\nham,hello\nspamm,\n"  # set-up keeps the user's data
-    recorded = (root / "data.dvc").read_text()
-    done = run_in(root, env, "make", "--no-print-directory", "repro", ok=False)
-    assert done.returncode != 0
-    assert (root / "data.dvc").read_text() == recorded  # the data version is not moved
-    output = done.stdout + done.stderr
-    assert "spam-validate" in output and "data/raw/spam/sms_spam.csv" in output
-    assert "expect_column_values_to_be_in_set" in output
-    assert "Traceback" not in output
-    client = registry(root)
-    assert str(client.get_model_version_by_alias("spam-classifier", "champion").version) == "1"
-    assert len(client.search_model_versions("name='spam-classifier'")) == 2
+    original = raw.read_bytes()
+    try:
+        raw.write_text("label,text\nham,hello\nspamm,\n")
+        setup = run_in(root, env, sys.executable, "-m", "projects.core.bootstrap")
+        assert "left as it is" in setup.stderr
+        assert raw.read_text() == "label,text\nham,hello\nspamm,\n"  # set-up keeps user data
+        recorded = (root / "data.dvc").read_text()
+        done = run_in(root, env, "make", "--no-print-directory", "repro", ok=False)
+        assert done.returncode != 0
+        assert (root / "data.dvc").read_text() == recorded  # the data version is not moved
+        output = done.stdout + done.stderr
+        assert "spam-validate" in output and "data/raw/spam/sms_spam.csv" in output
+        assert "expect_column_values_to_be_in_set" in output
+        assert "Traceback" not in output
+        client = registry(root)
+        assert str(client.get_model_version_by_alias("spam-classifier", "champion").version) == "1"
+        assert len(client.search_model_versions("name='spam-classifier'")) == 2
+    finally:
+        raw.write_bytes(original)  # the service tests serve this copy's champions next
