@@ -151,19 +151,24 @@ class SpamScorer:
         shares = row.data * self.coef[row.indices]
         n_words = len(self.words.vocabulary_)
         tokens = text.split()
-        # what each vectorizer sees of each token, for finding where a feature occurs
-        word_parts = [set(self._word_parts(t)) for t in tokens]
-        char_parts = [set(self._char_parts(t)) for t in tokens]
+        # where each thing a vectorizer sees in a token occurs: one pass over the tokens, so a
+        # long text costs its length, not its length times its number of features
+        in_words: dict[str, set[int]] = {}
+        in_chars: dict[str, set[int]] = {}
+        for i, token in enumerate(tokens):
+            for part in self._word_parts(token):
+                in_words.setdefault(part, set()).add(i)
+            for gram in self._char_parts(token):
+                in_chars.setdefault(gram, set()).add(i)
         weights = np.zeros(len(tokens))
         for index, share in zip(row.indices, shares, strict=True):
             name = str(self._names[index])
             if index < n_words:
-                parts = name.split(" ")
-                holders = [i for i, seen in enumerate(word_parts) if seen & set(parts)]
+                holders = set().union(*(in_words.get(part, set()) for part in name.split(" ")))
             else:
-                holders = [i for i, seen in enumerate(char_parts) if name in seen]
+                holders = in_chars.get(name, set())
             if holders:
-                weights[holders] += share / len(holders)
+                weights[sorted(holders)] += share / len(holders)
         totals: dict[str, float] = {}
         for token, weight in zip(tokens, weights, strict=True):
             totals[token] = totals.get(token, 0.0) + float(weight)

@@ -94,9 +94,14 @@ class LogAnomalyDetector(ModelService):
         self.detector = Detector.load(path)
 
     def _verdicts(
-        self, route: str, start: float, blocks: Sequence[str], events: Sequence[list[str]],
+        self,
+        route: str,
+        start: float,
+        blocks: Sequence[str],
+        events: Sequence[list[str]],
         explain: bool,
-    ) -> list[Verdict]:  # fmt: skip
+    ) -> list[Verdict]:
+        """Score the sessions, explain them if asked, and log a record for each."""
         scored = self.detector.score_sessions(blocks, events)
         verdicts = [
             Verdict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from services.serve import start, stop, wait_ready
@@ -22,8 +23,6 @@ def test_a_built_bento_serves_the_pinned_champion(services, repo, tmp_path) -> N
     server = start("spam", "127.0.0.1", free_port(), tmp_path, env, tmp_path / "bento.log", tag)
     try:
         wait_ready([server], timeout=120)
-        import httpx
-
         answer = httpx.post(f"{server.url}/classify", json={"texts": ["Call now to win!"]})
         assert answer.status_code == 200
         assert (
