@@ -277,12 +277,20 @@ class ModelService:
 
         return await anyio.to_thread.run_sync(function, *args)
 
-    def record(self, route: str, start: float, rows: Iterable[dict[str, Any]]) -> None:
+    @staticmethod
+    def new_request() -> str:
+        """A fresh request id; prediction `i` of the request is `<request id>-<i>`."""
+        return uuid.uuid4().hex
+
+    def record(
+        self, route: str, start: float, rows: Iterable[dict[str, Any]], request_id: str
+    ) -> None:
         """Log one record per prediction of a request that began at `start` (perf_counter):
-        each row plus the time, request id, route, model version and the request's latency."""
+        each row plus the time, request id, route, model version and the request's latency.
+        A row's `prediction_id`, which the response also carries, is what feedback refers to."""
         shared = {
             "timestamp": now(),
-            "request_id": uuid.uuid4().hex,
+            "request_id": request_id,
             "route": route,
             "model_version": self.version,
             "latency_ms": round((time.perf_counter() - start) * 1000, 3),

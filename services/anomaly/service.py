@@ -48,6 +48,7 @@ class EventShare(BaseModel):
 
 
 class Verdict(BaseModel):
+    prediction_id: str = Field(description="Refer to this prediction in feedback.")
     block_id: str
     score: float = Field(description="Squared residual off the normal subspace (SPE).")
     threshold: float = Field(description="Scores at or above it are anomalies.")
@@ -103,8 +104,10 @@ class LogAnomalyDetector(ModelService):
     ) -> list[Verdict]:
         """Score the sessions, explain them if asked, and log a record for each."""
         scored = self.detector.score_sessions(blocks, events)
+        request_id = self.new_request()
         verdicts = [
             Verdict(
+                prediction_id=f"{request_id}-{i}",
                 block_id=s.block_id,
                 score=s.score,
                 threshold=self.detector.threshold,
@@ -112,7 +115,7 @@ class LogAnomalyDetector(ModelService):
                 n_events=len(session),
                 unknown_events=s.unknown_events,
             )
-            for s, session in zip(scored, events, strict=True)
+            for i, (s, session) in enumerate(zip(scored, events, strict=True))
         ]
         if explain:
             for verdict, session in zip(verdicts, events, strict=True):
@@ -124,11 +127,13 @@ class LogAnomalyDetector(ModelService):
             route,
             start,
             (
-                {"block_id": v.block_id, "events": " ".join(session), "n_events": v.n_events,
+                {"prediction_id": v.prediction_id, "block_id": v.block_id,
+                 "events": " ".join(session), "n_events": v.n_events,
                  "unknown_events": v.unknown_events, "score": v.score, "threshold": v.threshold,
                  "is_anomaly": v.is_anomaly}
                 for v, session in zip(verdicts, events, strict=True)
             ),
+            request_id,
         )  # fmt: skip
         return verdicts
 

@@ -27,6 +27,7 @@ class Item(BaseModel):
 
 
 class Recommendation(BaseModel):
+    prediction_id: str = Field(description="Refer to this list in feedback.")
     user_id: int
     cold_start: bool = Field(description="The user is unknown: the list is the most popular items.")
     items: list[Item] = Field(description="Best first; never an item the user has rated.")
@@ -34,6 +35,7 @@ class Recommendation(BaseModel):
 
 
 class SimilarItems(BaseModel):
+    prediction_id: str = Field(description="Refer to this list in feedback.")
     item_id: int
     items: list[Item] = Field(description="Best first; never the item itself.")
     model_version: str = Field(description="The registered model version that answered.")
@@ -65,17 +67,23 @@ class MovieRecommender(ModelService):
         k: K = 10,
     ) -> Recommendation:
         """The user's k best movies, leaving out those they have rated."""
-        start = time.perf_counter()
+        start, request_id = time.perf_counter(), self.new_request()
         found = self.model.recommend(user_id, k)
         items = items_of(found.items)
+        prediction_id = f"{request_id}-0"
         self.record(
             "recommend",
             start,
-            [{"user_id": user_id, "k": k, "cold_start": found.cold_start,
-              "item_ids": [i.item_id for i in items]}],
+            [{"prediction_id": prediction_id, "user_id": user_id, "k": k,
+              "cold_start": found.cold_start, "item_ids": [i.item_id for i in items]}],
+            request_id,
         )  # fmt: skip
         return Recommendation(
-            user_id=user_id, cold_start=found.cold_start, items=items, model_version=self.version
+            prediction_id=prediction_id,
+            user_id=user_id,
+            cold_start=found.cold_start,
+            items=items,
+            model_version=self.version,
         )
 
     @bentoml.api
@@ -87,17 +95,22 @@ class MovieRecommender(ModelService):
         """The k movies the model would recommend to someone who rated only this one."""
         from projects.recommend.model import UnknownItemError
 
-        start = time.perf_counter()
+        start, request_id = time.perf_counter(), self.new_request()
         try:
             items = items_of(self.model.similar_items(item_id, k))
         except UnknownItemError as exc:
             return error(404, str(exc))
+        prediction_id = f"{request_id}-0"
         self.record(
             "similar_items",
             start,
-            [{"item_id": item_id, "k": k, "item_ids": [i.item_id for i in items]}],
+            [{"prediction_id": prediction_id, "item_id": item_id, "k": k,
+              "item_ids": [i.item_id for i in items]}],
+            request_id,
+        )  # fmt: skip
+        return SimilarItems(
+            prediction_id=prediction_id, item_id=item_id, items=items, model_version=self.version
         )
-        return SimilarItems(item_id=item_id, items=items, model_version=self.version)
 
 
 MovieRecommender.add_asgi_middleware(BodyGuard)

@@ -27,6 +27,7 @@ class TokenWeight(BaseModel):
 
 
 class Verdict(BaseModel):
+    prediction_id: str = Field(description="Refer to this prediction in feedback.")
     label: Literal["spam", "ham"] = Field(description="The model's decision.")
     spam_probability: float = Field(ge=0, le=1, description="Calibrated probability of spam.")
     explanation: list[TokenWeight] | None = Field(
@@ -79,12 +80,16 @@ class SpamClassifier(ModelService):
         return await self.compute(inline, self._classify, texts, explain)
 
     def _classify(self, texts: list[str], explain: bool) -> Classification:
-        start = time.perf_counter()
+        start, request_id = time.perf_counter(), self.new_request()
         probability = self.scorer.probability(texts)
         is_spam = self.scorer.is_spam(probability)
         results = [
-            Verdict(label="spam" if spam else "ham", spam_probability=float(p))
-            for p, spam in zip(probability.tolist(), is_spam.tolist(), strict=True)
+            Verdict(
+                prediction_id=f"{request_id}-{i}",
+                label="spam" if spam else "ham",
+                spam_probability=float(p),
+            )
+            for i, (p, spam) in enumerate(zip(probability.tolist(), is_spam.tolist(), strict=True))
         ]
         if explain:
             for text, verdict in zip(texts, results, strict=True):
@@ -95,10 +100,11 @@ class SpamClassifier(ModelService):
             "classify",
             start,
             (
-                {"text": text, "text_length": len(text), "label": v.label,
-                 "spam_probability": v.spam_probability}
+                {"prediction_id": v.prediction_id, "text": text, "text_length": len(text),
+                 "label": v.label, "spam_probability": v.spam_probability}
                 for text, v in zip(texts, results, strict=True)
             ),
+            request_id,
         )  # fmt: skip
         return Classification(results=results, model_version=self.version)
 
