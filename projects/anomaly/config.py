@@ -8,6 +8,7 @@ from pydantic import Field
 
 from projects.core import paths
 from projects.core.params import Params, load_params
+from projects.core.reference import MonitorParams
 
 NAME = "anomaly"
 # the registered pyfunc's state file, `artifacts/detector.npz` in the logged model
@@ -65,6 +66,7 @@ class AnomalyParams(Params):
     validation: ValidateParams = Field(alias="validate")
     train: TrainParams
     promote: PromoteParams
+    monitor: MonitorParams
 
 
 def load() -> AnomalyParams:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from projects.core import paths
 from projects.core.params import Params, load_params
+from projects.core.reference import MonitorParams
 
 NAME = "recommend"
 # the registered pyfunc's state file, `artifacts/recommender.npz` in the logged model
@@ -69,6 +70,7 @@ class RecommendParams(Params):
     validation: ValidateParams = Field(alias="validate")
     train: TrainParams
     promote: PromoteParams
+    monitor: MonitorParams
 
 
 def load() -> RecommendParams:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from projects.core import paths
 from projects.core.params import Params, load_params
+from projects.core.reference import MonitorParams
 
 NAME = "spam"
 MODEL_NAME = "spam-classifier"
@@ -57,6 +58,7 @@ class SpamParams(Params):
     validation: ValidateParams = Field(alias="validate")
     train: TrainParams
     promote: PromoteParams
+    monitor: MonitorParams
 
 
 def load() -> SpamParams:
