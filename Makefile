@@ -23,8 +23,12 @@ MLFLOW_PORT ?= 5000
 SPAM_PORT ?= 3001
 RECOMMEND_PORT ?= 3002
 ANOMALY_PORT ?= 3003
+DASHBOARD_PORT ?= 8000
+REQUESTS ?= 1000
+WINDOWS ?= 1
+DRIFT ?= 0
 
-.PHONY: help setup run repro test test-fast lint format ui serve bento bench bench-services data-record data-rebuild data-reset clean-state evaluate-traces
+.PHONY: help setup run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state evaluate-traces
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -80,6 +84,21 @@ bento: setup ## Build a Bento of each champion's service into BENTOML_HOME (see 
 	@for project in spam recommend anomaly; do \
 	  bentoml build --output tag -f services/$$project/bentofile.yaml . || exit 1; done
 
+simulate: setup ## Send held-out traffic to the running services (REQUESTS=1000 WINDOWS=1; DRIFT=1 drifts it)
+	python -m monitoring.simulate --requests $(REQUESTS) --windows $(WINDOWS) \
+	  $(if $(filter 1,$(DRIFT)),--drift,--no-drift) --host $(HOST) --spam-port $(SPAM_PORT) \
+	  --recommend-port $(RECOMMEND_PORT) --anomaly-port $(ANOMALY_PORT)
+
+monitor: setup ## Judge each project's latest window against its reference; last line: the verdicts as JSON
+	python -m monitoring.monitor
+
+dashboards: setup ## Evidently UI over the monitoring workspace (127.0.0.1:8000; HOST=, DASHBOARD_PORT=)
+	python -m monitoring.dashboards --host $(HOST) --port $(DASHBOARD_PORT)
+
+retrain: setup ## Fold PROJECT's labelled production data into its raw data, rerun its pipeline
+	@test -n "$(PROJECT)" || { echo "error: name the project: make retrain PROJECT=spam" >&2; exit 2; }
+	python -m monitoring.retrain --project $(PROJECT)
+
 BENCH ?= spam recommend anomaly
 
 bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=recommend for one)
@@ -88,6 +107,9 @@ bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=rec
 bench-services: setup ## Measure the services against in-process calls and plain FastAPI (docs/services.md)
 	python -m services.pin
 	python -m bench.services_speed
+
+bench-monitoring: setup ## Time the monitoring job on 100k requests against a plain Evidently report
+	python -m bench.monitoring_speed
 
 evaluate-traces: setup ## Train and test both anomaly models on Loghub's Event_traces.csv (TRACES=path)
 	@test -n "$(TRACES)" || { echo "error: give the file: make evaluate-traces TRACES=path/to/Event_traces.csv" >&2; exit 2; }
@@ -103,4 +125,4 @@ data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.
 	python -m projects.core.bootstrap --reset
 
 clean-state: ## Remove the MLflow store and pipeline outputs (the data stays)
-	rm -rf mlflow.db mlartifacts data/prepared models reports
+	rm -rf mlflow.db mlartifacts data/prepared data/reference models reports

@@ -1,0 +1,1 @@
+"""Monitoring: production requests compared with the data that trained each champion."""
