@@ -13,6 +13,14 @@ from projects.spam import config as spam_config
 from projects.spam.data import RAW_FILE, read_messages
 from tests.repo_copy import copy_repository
 
+# Retraining moves @champion and adds model versions in the shared repository copy, which the
+# pipeline and service tests count on: it runs last.
+RUNS_LAST = "tests/e2e/test_retrain.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.startswith(RUNS_LAST))  # stable: the rest keep order
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_tools() -> None:

@@ -128,6 +128,21 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
     return True
 
 
+def _cache_and_push() -> None:
+    _check(_dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
+    _check(_dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
+
+
+def record_raw() -> None:
+    """Record data/raw as it is now as the new version in data.dvc, cache it and push it.
+
+    Raises:
+        StageError: if `dvc commit` or `dvc push` fails.
+    """
+    paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
+    _cache_and_push()
+
+
 @app.command()
 def main(
     wheel_cache: Annotated[
@@ -154,12 +169,11 @@ def main(
     if rebuild:
         build_raw(paths.RAW_DIR, wheel_cache, project_names())
     if rebuild or record:
-        paths.DATA_DVC_FILE.write_text(DATA_DVC_SKELETON)
-    elif not _bring_into_place(paths.RAW_DIR, wheel_cache, reset):
+        record_raw()
+    elif _bring_into_place(paths.RAW_DIR, wheel_cache, reset):
+        _cache_and_push()  # the recorded bytes, rebuilt or not cached yet
+    else:
         return
-    # record the data (or, when its bytes are the recorded ones, cache it), then push it
-    _check(_dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
-    _check(_dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
     log.info("data/raw is in place, cached and pushed to the DVC remote")
 
 
