@@ -28,7 +28,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state evaluate-traces
+.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state evaluate-traces
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -56,11 +56,16 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
-test: setup ## Set up, then run every test
+test: setup chromium ## Set up, then run every test
 	pytest
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
 	pytest -m "not e2e and not service"
+
+chromium: ## Install headless Chromium from Debian's packages, for the dashboard test (needs root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(VENV)/.synced ## ruff check and ruff format --check
 	ruff check .

@@ -44,7 +44,8 @@ from projects.core import reference as ref
 from projects.core.params import Params, load_params
 from projects.core.reference import TARGET, MonitorParams, Schema
 
-log = logging.getLogger(__name__)
+# named, not __name__: run as `-m`, the module would log as "__main__"
+log = logging.getLogger("monitoring.monitor")
 app = cli.app()
 
 NUMERICAL_METHOD, CATEGORICAL_METHOD = "wasserstein", "jensenshannon"
@@ -102,16 +103,18 @@ def load_reference(spec: Spec, directory: Path) -> tuple[pd.DataFrame, dict[str,
 
 
 def window_frame(
-    spec: Spec, window: Window, context: dict[str, Any], schema: Schema, where: Path
+    spec: Spec, window: Window, context: dict[str, Any], schema: Schema, root: Path
 ) -> pd.DataFrame:
     """The window's records as reference columns, with ground truth where it has arrived."""
-    records = check_fields(window.records, schema.record_fields, where)
+    records = check_fields(
+        window.records, schema.record_fields, config.requests_dir(spec.name, root)
+    )
     dropped = len(window.records) - len(records)
     if dropped:
         log.warning("%s: %d records lack a field monitoring needs; left out", spec.name, dropped)
     frame = spec.reference.window_frame(records, context)
     if schema.positive is not None:
-        labels = read_feedback(config.feedback_dir(spec.name))
+        labels = read_feedback(config.feedback_dir(spec.name, root))
         frame[TARGET] = frame["prediction_id"].map(labels)
     return frame
 
@@ -222,7 +225,7 @@ def monitor_project(spec: Spec, root: Path, skip_bad: bool, workspace: Any) -> J
     requests_dir = config.requests_dir(spec.name, root)
     cursor = read_cursor(root / spec.name)
     window = read_window(requests_dir, cursor, schema.routes, skip_bad)
-    frame = window_frame(spec, window, context, schema, requests_dir)
+    frame = window_frame(spec, window, context, schema, root)
     frame = frame.drop(columns="prediction_id")
     # both datasets need the same columns; the reference's count is not used
     frame[WINDOW_REQUESTS] = len(frame)
