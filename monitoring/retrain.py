@@ -26,7 +26,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +36,7 @@ import typer
 import yaml
 
 from monitoring import config
+from monitoring.window import Located, read_jsonl
 from projects.anomaly import data as anomaly_data
 from projects.anomaly.parsing import blocks_in, content_of
 from projects.core import bootstrap, cli, paths
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 app = cli.app()
 
 # a line of a JSON-lines file: where it was read (`file:line`) and the object it holds
-Located = tuple[str, dict[str, Any]]
 # the column of a labelled request record that holds the label feedback gave it
 TRUTH = "truth"
 # at most this many `file:line` places are named in a message
@@ -70,40 +70,6 @@ class Project(enum.StrEnum):
 
 
 # ---- collecting labelled production data ----------------------------------------------------
-
-
-def parse_lines(lines: Iterable[tuple[str, str]]) -> tuple[list[Located], list[str]]:
-    """Split `(where, line)` pairs into the JSON objects and the places of the other lines.
-
-    Blank lines are ignored; a line that is not JSON, or is JSON but not an object (a line cut
-    short by a crash, a stray value), is skipped and its `where` returned.
-    """
-    records: list[Located] = []
-    skipped: list[str] = []
-    for where, line in lines:
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            record = None
-        if isinstance(record, dict):
-            records.append((where, record))
-        else:
-            skipped.append(where)
-    return records, skipped
-
-
-def read_jsonl(directory: Path) -> tuple[list[Located], list[str]]:
-    """`parse_lines` over every `*.jsonl` file of `directory`, in name (date) order."""
-
-    def lines() -> Iterator[tuple[str, str]]:
-        for path in sorted(directory.glob("*.jsonl")):
-            with path.open(encoding="utf-8", errors="replace") as f:
-                for number, line in enumerate(f, start=1):
-                    yield f"{path}:{number}", line
-
-    return parse_lines(lines())
 
 
 @dataclass(frozen=True)

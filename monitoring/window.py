@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,27 +87,55 @@ def write_cursor(directory: Path, cursor: dict[str, Position]) -> None:
     os.replace(temporary, directory / CURSOR_FILE)
 
 
-def _problem(line: bytes) -> str:
-    text = line.decode("utf-8", errors="replace").strip()
+def _problem(line: bytes | str) -> str:
+    text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+    text = text.strip()
     if text.startswith("{") and not text.endswith("}"):
         return "truncated: the record ends before its closing brace"
     return "not a JSON object"
 
 
-def parse_lines(name: str, data: bytes, first_line: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """The records in `data` (whole lines), and a description of each bad line."""
-    records, bad = [], []
-    for number, line in enumerate(data.split(b"\n")[:-1], start=first_line + 1):
+Located = tuple[str, dict[str, Any]]  # a record and where it is ("<file>:<line>")
+
+
+def parse_lines(lines: Iterable[tuple[str, bytes | str]]) -> tuple[list[Located], list[str]]:
+    """Split `(where, line)` pairs into the JSON objects and the bad lines' places.
+
+    Blank lines are ignored; a line that is not JSON, or is JSON but not an object (a line cut
+    short by a crash, a stray value), is named with its place and what is wrong with it.
+    """
+    records: list[Located] = []
+    bad: list[str] = []
+    for where, line in lines:
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser: not a record
             record = None
         if isinstance(record, dict):
-            records.append(record)
+            records.append((where, record))
         else:
-            bad.append(f"{name}:{number}: {_problem(line)}")
+            bad.append(f"{where}: {_problem(line)}")
+    return records, bad
+
+
+def numbered(name: str, data: bytes, first_line: int) -> Iterator[tuple[str, bytes]]:
+    """The whole lines of `data` as `("<name>:<line number>", line)`."""
+    for number, line in enumerate(data.split(b"\n")[:-1], start=first_line + 1):
+        yield f"{name}:{number}", line
+
+
+def read_jsonl(directory: Path) -> tuple[list[Located], list[str]]:
+    """Every record of every `*.jsonl` file of `directory`, in name (date) order, and the bad
+    lines' places; the files are only read."""
+    records: list[Located] = []
+    bad: list[str] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        data = path.read_bytes()
+        found, problems = parse_lines(numbered(str(path), data + b"\n", 0))
+        records += found
+        bad += problems
     return records, bad
 
 
@@ -136,8 +165,8 @@ def read_window(
             f.seek(start.offset)
             data = f.read()
         data = data[: data.rfind(b"\n") + 1]  # whole lines only
-        found, problems = parse_lines(path.name, data, start.line)
-        records += found
+        found, problems = parse_lines(numbered(path.name, data, start.line))
+        records += [record for _, record in found]
         bad += problems
         moved[path.name] = Position(start.offset + len(data), start.line + data.count(b"\n"))
     if bad and not skip_bad:
@@ -160,17 +189,13 @@ def read_window(
 def read_feedback(feedback_dir: Path) -> pd.Series:
     """The ground-truth label of each prediction id that has one (the latest wins).
 
-    Bad lines are skipped here: feedback only adds quality figures, and its own file is never
-    the window's; they are counted in the log message of the caller.
+    Bad lines are skipped here: feedback only adds quality figures, and it is never the window.
     """
     labels: dict[str, str] = {}
-    for path in sorted(feedback_dir.glob("*.jsonl")):
-        found, _ = parse_lines(path.name, path.read_bytes(), 0)
-        for record in found:
-            if isinstance(record.get("prediction_id"), str) and isinstance(
-                record.get("label"), str
-            ):
-                labels[record["prediction_id"]] = record["label"]
+    for _, record in read_jsonl(feedback_dir)[0]:
+        prediction, label = record.get("prediction_id"), record.get("label")
+        if isinstance(prediction, str) and isinstance(label, str):
+            labels[prediction] = label
     return pd.Series(labels, dtype=object)
 
 
