@@ -167,7 +167,9 @@ def dataset(frame: pd.DataFrame, schema: Schema) -> Any:
     return Dataset.from_pandas(frame, data_definition=definition)
 
 
-def judge(snapshot: dict[str, Any], schema: Schema, params: MonitorParams) -> Judgement:
+def judge(
+    project: str, snapshot: dict[str, Any], schema: Schema, params: MonitorParams
+) -> Judgement:
     """Drift when the share of drifted columns reaches `drift_share`, or the predictions drift."""
     drifts: dict[str, float] = {}
     share = 0.0
@@ -193,11 +195,11 @@ def judge(snapshot: dict[str, Any], schema: Schema, params: MonitorParams) -> Ju
     if not reasons and drifted:
         reasons.append(f"below the threshold; drifted: {', '.join(drifted)}")
     verdict = "drift" if share >= params.drift_share or predictions else "no_drift"
-    return Judgement("", verdict, reasons)
+    return Judgement(project, verdict, reasons)
 
 
 def quality_note(snapshot: dict[str, Any], labelled: int) -> str | None:
-    """F1 on the labelled predictions of the window, next to the reference's."""
+    """F1 on the window's predictions whose labels have arrived, if any have."""
     for metric in snapshot["metrics"]:
         config_ = metric["config"]
         if config_["type"].endswith(":FeedbackQuality") and config_["measure"] == "f1":
@@ -232,7 +234,9 @@ def monitor_project(spec: Spec, root: Path, skip_bad: bool, workspace: Any) -> J
     reference[WINDOW_REQUESTS] = len(reference)
     labelled = int(frame[TARGET].notna().sum()) if TARGET in frame else 0
     report = build_report(spec, schema, params, context, labelled > 0)
-    stamp = pd.to_datetime(window.records["timestamp"], utc=True, errors="coerce").max()
+    # the snapshot is dated by the window's last request, so dashboards show traffic time
+    logged = window.records.get("timestamp", pd.Series(dtype=object))
+    stamp = pd.to_datetime(logged, utc=True, errors="coerce", format="ISO8601").max()
     stamp = dt.datetime.now(dt.UTC) if pd.isna(stamp) else stamp.to_pydatetime()
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         # Evidently's correlations divide by the zero spread of constant columns; harmless
@@ -245,8 +249,8 @@ def monitor_project(spec: Spec, root: Path, skip_bad: bool, workspace: Any) -> J
             metadata={"requests": str(len(frame)), "bad_lines": str(len(window.skipped))},
         )
     summary = snapshot.dict()
-    judgement = judge(summary, schema, params)
-    judgement.project, judgement.requests = spec.name, len(frame)
+    judgement = judge(spec.name, summary, schema, params)
+    judgement.requests = len(frame)
     note = quality_note(summary, labelled)
     if note:
         judgement.reasons.append(note)

@@ -172,7 +172,7 @@ def snapshot(share: float, drifts: dict[str, float]) -> dict:
     ],
 )
 def test_judge(share, drifts, verdict, reason) -> None:
-    judgement = judge(snapshot(share, drifts), SPAM, PARAMS)
+    judgement = judge("spam", snapshot(share, drifts), SPAM, PARAMS)
     assert judgement.verdict == verdict
     assert (reason is None) == (not judgement.reasons)
     if reason:
