@@ -103,20 +103,34 @@ def load_reference(spec: Spec, directory: Path) -> tuple[pd.DataFrame, dict[str,
 
 
 def window_frame(
-    spec: Spec, window: Window, context: dict[str, Any], schema: Schema, root: Path
-) -> pd.DataFrame:
-    """The window's records as reference columns, with ground truth where it has arrived."""
-    records = check_fields(
-        window.records, schema.record_fields, config.requests_dir(spec.name, root)
-    )
+    spec: Spec, window: Window, context: dict[str, Any], schema: Schema, root: Path, size: int
+) -> tuple[pd.DataFrame, int]:
+    """The window's records as reference columns, with ground truth where it has arrived, and
+    the number of requests; a window of more than `size` requests is sampled down to `size`."""
+    where = config.requests_dir(spec.name, root)
+    records = check_fields(window.records, schema.record_fields, where)
     dropped = len(window.records) - len(records)
     if dropped:
         log.warning("%s: %d records lack a field monitoring needs; left out", spec.name, dropped)
-    frame = spec.reference.window_frame(records, context)
+    frame = spec.reference.window_frame(sample(records, size), context)
     if schema.positive is not None:
         labels = read_feedback(config.feedback_dir(spec.name, root))
         frame[TARGET] = frame["prediction_id"].map(labels)
-    return frame
+    return frame.drop(columns="prediction_id"), len(records)
+
+
+def last_time(stamps: pd.Series | None) -> dt.datetime:
+    """The latest of the records' timestamps, or now if they have none."""
+    if stamps is not None and not pd.api.types.is_datetime64_any_dtype(stamps):
+        # ISO timestamps in UTC sort as text: parse only the latest
+        text = stamps.dropna().astype(str)
+        stamps = pd.to_datetime(pd.Series(text.max() if len(text) else None), utc=True,
+                                errors="coerce", format="ISO8601")  # fmt: skip
+    latest = None if stamps is None else stamps.max()
+    if latest is None or pd.isna(latest):
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    latest = pd.Timestamp(latest)
+    return (latest.tz_convert("UTC") if latest.tzinfo else latest).tz_localize(None).to_pydatetime()
 
 
 def sample(frame: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
@@ -227,30 +241,27 @@ def monitor_project(spec: Spec, root: Path, skip_bad: bool, workspace: Any) -> J
     requests_dir = config.requests_dir(spec.name, root)
     cursor = read_cursor(root / spec.name)
     window = read_window(requests_dir, cursor, schema.routes, skip_bad)
-    frame = window_frame(spec, window, context, schema, root)
-    frame = frame.drop(columns="prediction_id")
+    frame, requests = window_frame(spec, window, context, schema, root, params.sample_size)
     # both datasets need the same columns; the reference's count is not used
-    frame[WINDOW_REQUESTS] = len(frame)
+    frame[WINDOW_REQUESTS] = requests
     reference[WINDOW_REQUESTS] = len(reference)
     labelled = int(frame[TARGET].notna().sum()) if TARGET in frame else 0
     report = build_report(spec, schema, params, context, labelled > 0)
     # the snapshot is dated by the window's last request, so dashboards show traffic time
-    logged = window.records.get("timestamp", pd.Series(dtype=object))
-    stamp = pd.to_datetime(logged, utc=True, errors="coerce", format="ISO8601").max()
-    stamp = dt.datetime.now(dt.UTC) if pd.isna(stamp) else stamp.to_pydatetime()
+    stamp = last_time(window.records.get("timestamp"))
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         # Evidently's correlations divide by the zero spread of constant columns; harmless
         warnings.simplefilter("ignore", RuntimeWarning)
         snapshot = report.run(
-            dataset(sample(frame, params.sample_size), schema),
+            dataset(frame, schema),
             dataset(sample(reference, params.sample_size), schema),
-            timestamp=stamp.replace(tzinfo=None),
+            timestamp=stamp,
             tags=[spec.name],
-            metadata={"requests": str(len(frame)), "bad_lines": str(len(window.skipped))},
+            metadata={"requests": str(requests), "bad_lines": str(len(window.skipped))},
         )
     summary = snapshot.dict()
     judgement = judge(spec.name, summary, schema, params)
-    judgement.requests = len(frame)
+    judgement.requests = requests
     note = quality_note(summary, labelled)
     if note:
         judgement.reasons.append(note)

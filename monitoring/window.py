@@ -7,6 +7,7 @@ the logs themselves are only ever read: a bad line is reported where it is, neve
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -139,6 +140,24 @@ def read_jsonl(directory: Path) -> tuple[list[Located], list[str]]:
     return records, bad
 
 
+def parse_block(name: str, data: bytes, first_line: int) -> tuple[pd.DataFrame, list[str]]:
+    """The records of whole lines of a log, and the bad lines' places and problems.
+
+    Arrow's JSON reader parses a clean block several times faster than line by line; a block
+    it refuses (a bad line, a field of two types) is parsed line by line, which names each bad
+    line exactly.
+    """
+    if not data.strip():
+        return pd.DataFrame(), []
+    try:
+        from pyarrow import ArrowInvalid, json
+
+        return json.read_json(io.BytesIO(data)).to_pandas(), []
+    except (ArrowInvalid, ValueError):
+        found, bad = parse_lines(numbered(name, data, first_line))
+        return pd.DataFrame.from_records([record for _, record in found]), bad
+
+
 def read_window(
     requests_dir: Path, cursor: dict[str, Position], routes: tuple[str, ...], skip_bad: bool
 ) -> Window:
@@ -150,7 +169,7 @@ def read_window(
         EmptyWindowError: nothing new has been logged for `routes`.
         CorruptLogError: a line is not a JSON record (unless `skip_bad`) or a file shrank.
     """
-    records: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
     bad: list[str] = []
     moved = dict(cursor)
     for path in sorted(requests_dir.glob("*.jsonl")):
@@ -165,8 +184,8 @@ def read_window(
             f.seek(start.offset)
             data = f.read()
         data = data[: data.rfind(b"\n") + 1]  # whole lines only
-        found, problems = parse_lines(numbered(path.name, data, start.line))
-        records += [record for _, record in found]
+        frame, problems = parse_block(path.name, data, start.line)
+        frames.append(frame)
         bad += problems
         moved[path.name] = Position(start.offset + len(data), start.line + data.count(b"\n"))
     if bad and not skip_bad:
@@ -176,7 +195,7 @@ def read_window(
             "Nothing was monitored and the log is left as it is; `--skip-bad-lines` monitors "
             "the other records and lists the bad lines in the report"
         )
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     ours = frame["route"].isin(routes) if "route" in frame else pd.Series(False, frame.index)
     if not ours.any():
         raise EmptyWindowError(

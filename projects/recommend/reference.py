@@ -44,18 +44,28 @@ def served_measures(
     item_lists: list[list[int]], popularity: dict[int, float], years: dict[int, float]
 ) -> pd.DataFrame:
     """Mean popularity and mean release year of each served list; `item_ids` as text."""
-    rows = []
-    for items in item_lists:
-        shares = [popularity.get(i, 0.0) for i in items]
-        known_years = [years[i] for i in items if i in years]
-        rows.append(
-            (
-                float(np.mean(shares)) if shares else np.nan,
-                float(np.mean(known_years)) if known_years else np.nan,
-                " ".join(map(str, items)),
-            )
-        )
-    return pd.DataFrame(rows, columns=["served_popularity", "served_year", "item_ids"])
+    lengths = np.fromiter(map(len, item_lists), dtype=np.int64, count=len(item_lists))
+    flat = np.fromiter((i for items in item_lists for i in items), dtype=np.int64)
+    size = int(max(flat.max(initial=0), *popularity, *years, 0)) + 1
+    shares, released = np.zeros(size), np.full(size, np.nan)
+    shares[list(popularity)], released[list(years)] = (
+        list(popularity.values()),
+        list(years.values()),
+    )
+    row = np.repeat(np.arange(len(item_lists)), lengths)
+    flat_years = released[flat]
+    dated = ~np.isnan(flat_years)
+    n = len(item_lists)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty list has no mean
+        mean_share = np.bincount(row, shares[flat], n) / lengths
+        mean_year = np.bincount(row[dated], flat_years[dated], n) / np.bincount(row[dated], None, n)
+    return pd.DataFrame(
+        {
+            "served_popularity": mean_share,
+            "served_year": mean_year,
+            "item_ids": [" ".join(map(str, items)) for items in item_lists],
+        }
+    )
 
 
 def context_of(recommender: Recommender, items: pd.DataFrame) -> dict[str, Any]:
@@ -93,12 +103,16 @@ def build(recommender: Recommender, items: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 def window_frame(records: pd.DataFrame, context: dict[str, Any]) -> pd.DataFrame:
     """Request-log records of both routes as reference columns (plus `prediction_id`)."""
-    lists = [list(items) if isinstance(items, list) else [] for items in records["item_ids"]]
+    # a list from the JSON parser, or an array from Arrow's
+    lists = [
+        [int(i) for i in items] if isinstance(items, (list, np.ndarray)) else []
+        for items in records["item_ids"]
+    ]
     frame = served_measures(lists, *lookups(context))
     frame.insert(0, "route", records["route"].to_numpy())
     # similar-item records have no user, so no cold start
     cold = records.get("cold_start", pd.Series(None, index=records.index, dtype=object))
-    frame.insert(1, "cold_start", np.where(cold.map(lambda flag: flag is True), "true", "false"))
+    frame.insert(1, "cold_start", np.where(cold.eq(True), "true", "false"))
     frame["prediction_id"] = records["prediction_id"].to_numpy()
     return frame
 

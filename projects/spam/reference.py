@@ -42,12 +42,12 @@ def text_features(texts: Sequence[str], vocabulary: frozenset[str]) -> pd.DataFr
     rows = []
     for text in texts:
         words = _WORD.findall(text.lower())
-        unknown = sum(word not in vocabulary for word in words)
+        unknown = len(words) - sum(map(vocabulary.__contains__, words))
         rows.append(
             (
                 len(text),
                 len(words),
-                sum(c.isdigit() for c in text) / len(text) if text else 0.0,
+                sum(map(str.isdigit, text)) / len(text) if text else 0.0,
                 unknown / len(words) if words else 0.0,
             )
         )

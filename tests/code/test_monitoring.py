@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from monitoring import window as w
 from monitoring.metrics import quality
-from monitoring.monitor import judge, load_reference, sample
+from monitoring.monitor import judge, last_time, load_reference, sample
 from monitoring.specs import SPECS
 from projects.anomaly.reference import session_features
 from projects.core import reference as ref
@@ -183,3 +184,19 @@ def test_sample_keeps_small_frames_and_draws_large_ones() -> None:
     frame = pd.DataFrame({"x": np.arange(10)})
     assert sample(frame, 20) is frame
     assert len(sample(frame, 4)) == 4
+
+
+@pytest.mark.parametrize(
+    ("stamps", "latest"),
+    [
+        (["2026-11-21T10:00:00.000+00:00", "2026-11-21T11:30:00.500+00:00", None],
+         dt.datetime(2026, 11, 21, 11, 30, 0, 500000)),
+        (pd.to_datetime(["2026-11-21T09:00:00Z"]), dt.datetime(2026, 11, 21, 9)),
+    ],
+)  # fmt: skip
+def test_a_window_is_dated_by_its_last_request(stamps, latest) -> None:
+    assert last_time(pd.Series(stamps)) == latest
+
+
+def test_a_window_without_timestamps_is_dated_now() -> None:
+    assert abs(last_time(None) - dt.datetime.now(dt.UTC).replace(tzinfo=None)).seconds < 5
