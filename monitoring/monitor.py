@@ -58,6 +58,11 @@ class _Section(Params):
     monitor: MonitorParams
 
 
+def monitor_params(project: str) -> MonitorParams:
+    """The `<project>.monitor` section of params.yaml, checked."""
+    return load_params(project, _Section).monitor
+
+
 @dataclass
 class Judgement:
     """A window's verdict and why."""
@@ -236,7 +241,7 @@ def monitor_project(spec: Spec, root: Path, skip_bad: bool, workspace: Any) -> J
     Raises:
         MonitorError: the window cannot be judged; nothing is saved and the cursor stays.
     """
-    params = load_params(spec.name, _Section).monitor
+    params = monitor_params(spec.name)
     reference, context, schema = load_reference(spec, paths.REFERENCE_DIR / spec.name)
     requests_dir = config.requests_dir(spec.name, root)
     cursor = read_cursor(root / spec.name)
