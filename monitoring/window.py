@@ -210,12 +210,16 @@ def read_feedback(feedback_dir: Path) -> pd.Series:
 
     Bad lines are skipped here: feedback only adds quality figures, and it is never the window.
     """
-    labels: dict[str, str] = {}
-    for _, record in read_jsonl(feedback_dir)[0]:
-        prediction, label = record.get("prediction_id"), record.get("label")
-        if isinstance(prediction, str) and isinstance(label, str):
-            labels[prediction] = label
-    return pd.Series(labels, dtype=object)
+    frames = []
+    for path in sorted(feedback_dir.glob("*.jsonl")):
+        data = path.read_bytes()
+        frames.append(parse_block(path.name, data + b"\n" * (not data.endswith(b"\n")), 0)[0])
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not {"prediction_id", "label"} <= set(frame.columns):
+        return pd.Series(dtype=object)
+    usable = frame["prediction_id"].map(type).eq(str) & frame["label"].map(type).eq(str)
+    latest = frame[usable].drop_duplicates("prediction_id", keep="last")
+    return pd.Series(latest["label"].to_numpy(), index=latest["prediction_id"], dtype=object)
 
 
 def check_fields(records: pd.DataFrame, fields: tuple[str, ...], where: Path) -> pd.DataFrame:

@@ -105,7 +105,11 @@ def window_frame(records: pd.DataFrame, context: dict[str, Any]) -> pd.DataFrame
     """Request-log records of both routes as reference columns (plus `prediction_id`)."""
     # a list from the JSON parser, or an array from Arrow's
     lists = [
-        [int(i) for i in items] if isinstance(items, (list, np.ndarray)) else []
+        items.tolist()
+        if isinstance(items, np.ndarray)
+        else items
+        if isinstance(items, list)
+        else []
         for items in records["item_ids"]
     ]
     frame = served_measures(lists, *lookups(context))
