@@ -17,7 +17,7 @@ import typer
 from projects.anomaly import config
 from projects.anomaly.data import LABELS, events_of, read_sessions
 from projects.anomaly.model import Detector, count_vectors
-from projects.core import cli, paths, reference, tracking
+from projects.core import cli, paths, reference
 from projects.core.reference import TARGET, Schema
 
 app = cli.app()
@@ -113,16 +113,13 @@ def main(
 ) -> None:
     """Write the champion's reference, unless the champion and its reference are unchanged."""
     from projects.anomaly.evaluate import load_detector
-    from projects.core import registry
-
-    tracking.start(config.NAME)
 
     def from_champion(model_uri: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         return build(read_sessions(train_file), load_detector(model_uri))
 
-    trained = registry.read_record(model_record)["version"]
-    builder = reference.fingerprint(__file__)
-    reference.refresh(out_dir, config.MODEL_NAME, trained, builder, from_champion)
+    reference.run_stage(
+        config.NAME, config.MODEL_NAME, model_record, out_dir, __file__, from_champion
+    )
 
 
 if __name__ == "__main__":

@@ -160,3 +160,23 @@ def refresh(
     context |= {"model": model_name, "champion_version": champion, "builder": builder}
     write(directory, frame, context)
     log.info("reference of %s v%s: %d rows in %s", model_name, champion, len(frame), directory)
+
+
+def run_stage(
+    project: str,
+    model_name: str,
+    model_record: Path,
+    out_dir: Path,
+    source: str,
+    build: Callable[[str], tuple[pd.DataFrame, dict[str, Any]]],
+) -> None:
+    """A project's whole reference stage: `refresh` for the version its train stage registered.
+
+    Args:
+        source: the project's reference module (`__file__`), whose code is fingerprinted.
+    """
+    from projects.core import registry, tracking
+
+    tracking.start(project)
+    trained = registry.read_record(model_record)["version"]
+    refresh(out_dir, model_name, trained, fingerprint(source), build)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from projects.core import cli, paths, reference, tracking
+from projects.core import cli, paths, reference
 from projects.core.reference import Schema
 from projects.recommend import config
 from projects.recommend.data import ITEMS_FILE, read_items
@@ -140,17 +140,14 @@ def main(
     ),
 ) -> None:
     """Write the champion's reference, unless the champion and its reference are unchanged."""
-    from projects.core import registry
     from projects.recommend.evaluate import load_recommender
-
-    tracking.start(config.NAME)
 
     def from_champion(model_uri: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         return build(load_recommender(model_uri), read_items(items_file))
 
-    trained = registry.read_record(model_record)["version"]
-    builder = reference.fingerprint(__file__)
-    reference.refresh(out_dir, config.MODEL_NAME, trained, builder, from_champion)
+    reference.run_stage(
+        config.NAME, config.MODEL_NAME, model_record, out_dir, __file__, from_champion
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from projects.core import cli, paths, reference, tracking
+from projects.core import cli, paths, reference
 from projects.core.reference import TARGET, Schema
 from projects.spam import config
 from projects.spam.data import read_messages
@@ -116,15 +116,13 @@ def main(
     """Write the champion's reference, unless the champion and its reference are unchanged."""
     from projects.core import registry
 
-    tracking.start(config.NAME)
-
     def from_champion(model_uri: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         scorer = SpamScorer(registry.load_sklearn_model(model_uri, TRUSTED_TYPES))
         return build(read_messages(train_file), scorer)
 
-    trained = registry.read_record(model_record)["version"]
-    builder = reference.fingerprint(__file__)
-    reference.refresh(out_dir, config.MODEL_NAME, trained, builder, from_champion)
+    reference.run_stage(
+        config.NAME, config.MODEL_NAME, model_record, out_dir, __file__, from_champion
+    )
 
 
 if __name__ == "__main__":
