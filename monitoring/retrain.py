@@ -369,14 +369,6 @@ FOLDS: dict[str, tuple[Sequence[str], Callable[[Joined], Fold]]] = {
 # ---- DVC ------------------------------------------------------------------------------------
 
 
-def _dvc_command(*args: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("dvc")), *args]
-
-
-def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_dvc_command(*args), cwd=paths.ROOT, capture_output=True, text=True)
-
-
 def require_recorded_raw() -> None:
     """Refuse to start unless data/raw is what data.dvc records and in the DVC cache, so that a
     failed retrain can put it back exactly.
@@ -384,14 +376,12 @@ def require_recorded_raw() -> None:
     Raises:
         StageError: naming how data/raw differs and what to run.
     """
-    done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
-    changes = json.loads(done.stdout or "{}") if done.returncode == 0 else None
-    if changes == {}:
+    state = bootstrap.raw_state(paths.RAW_DIR)
+    if state == "cached":
         return
-    found = changes or done.stderr.strip() or done.stdout.strip()
     raise StageError(
-        f"data/raw is not the version data.dvc records ({found}), so a failed retrain could not "
-        "put it back: record it first with `make data-record`, or reset it with "
+        f"data/raw is not the version data.dvc records, in the DVC cache ({state}), so a failed "
+        "retrain could not put it back: record it first with `make data-record`, or reset it with "
         "`make data-reset` (`make setup` caches a recorded version the cache lacks)"
     )
 
@@ -404,7 +394,7 @@ def repro(project: str) -> tuple[int, list[str]]:
     """
     # stages run `python`: the one of this environment, also when it is not on the PATH
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    command = _dvc_command("repro", "--downstream", f"{project}-prepare")
+    command = bootstrap.dvc_command("repro", "--downstream", f"{project}-prepare")
     log.info("running %s", " ".join(["dvc", *command[1:]]))
     output: list[str] = []
     with subprocess.Popen(
@@ -428,7 +418,7 @@ def put_back(project: str, originals: Mapping[Path, bytes], lock: bytes | None) 
     """Make data/raw what data.dvc records again, and dvc.lock and `project`'s pipeline outputs
     what they were before the retrain."""
     log.info("putting data/raw back as data.dvc records it")
-    done = _dvc("checkout", "--force", paths.DATA_DVC_FILE.name)
+    done = bootstrap.dvc("checkout", "--force", paths.DATA_DVC_FILE.name)
     if done.returncode != 0:
         log.warning("dvc checkout data.dvc failed: %s", done.stderr.strip())
     for path, data in originals.items():
@@ -439,7 +429,7 @@ def put_back(project: str, originals: Mapping[Path, bytes], lock: bytes | None) 
     # the stages that succeeded recorded the rejected data in dvc.lock; undo that
     LOCK_FILE.write_bytes(lock)
     stages = [s for s in yaml.safe_load(lock).get("stages", {}) if s.startswith(f"{project}-")]
-    done = _dvc("checkout", "--force", *stages)
+    done = bootstrap.dvc("checkout", "--force", *stages)
     if done.returncode != 0:
         log.warning(
             "could not restore the outputs of %s (`make repro` will): %s",

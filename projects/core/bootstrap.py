@@ -77,17 +77,22 @@ def build_raw(raw_dir: Path, wheel_cache: Path, names: list[str]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    dvc = Path(sys.executable).with_name("dvc")
-    return subprocess.run([str(dvc), *args], cwd=paths.ROOT, capture_output=True, text=True)
+def dvc_command(*args: str) -> list[str]:
+    """`dvc <args>` with the dvc of this environment, also when it is not on the PATH."""
+    return [str(Path(sys.executable).with_name("dvc")), *args]
 
 
-def _raw_state(raw_dir: Path) -> str:
+def dvc(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `dvc <args>` in the repository and capture its output."""
+    return subprocess.run(dvc_command(*args), cwd=paths.ROOT, capture_output=True, text=True)
+
+
+def raw_state(raw_dir: Path) -> str:
     """`cached` if `raw_dir` is what data.dvc records and in the DVC cache; `uncached` if it is
     what data.dvc records but not cached (a fresh machine); `missing`; or `different`."""
     if not raw_dir.exists():
         return "missing"  # DVC reports a missing output as "not in cache" when the cache is empty
-    done = _dvc("status", "--json", paths.DATA_DVC_FILE.name)
+    done = dvc("status", "--json", paths.DATA_DVC_FILE.name)
     if done.returncode != 0:
         return "different"
     changes = json.loads(done.stdout or "{}").get(paths.DATA_DVC_FILE.name, [])
@@ -104,7 +109,7 @@ def _check(done: subprocess.CompletedProcess[str], what: str) -> None:
 
 def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
     """Make data/raw what data.dvc records; True if it still needs caching and pushing."""
-    state = _raw_state(raw_dir)
+    state = raw_state(raw_dir)
     if state == "cached":
         log.info("data/raw matches data.dvc")
         return False
@@ -116,11 +121,11 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
         return False
     if state == "uncached":
         return True  # the recorded bytes, on a machine whose DVC cache lacks them
-    if _dvc("pull", "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
+    if dvc("pull", "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
         log.info("data/raw pulled from the DVC remote")
         return False
     build_raw(raw_dir, wheel_cache, project_names())
-    if _raw_state(raw_dir) == "different":
+    if raw_state(raw_dir) == "different":
         raise StageError(
             "the rebuilt data/raw differs from what data.dvc records; if a dataset was added "
             "on purpose, record it with `python -m projects.core.bootstrap --rebuild`"
@@ -129,8 +134,8 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
 
 
 def _cache_and_push() -> None:
-    _check(_dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
-    _check(_dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
+    _check(dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
+    _check(dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
 
 
 def record_raw() -> None:
