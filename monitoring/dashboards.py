@@ -16,7 +16,7 @@ import typer
 
 from monitoring import config
 from monitoring.specs import SPECS, Series, Spec
-from projects.core import cli, paths
+from projects.core import cli
 
 app = cli.app()
 
@@ -90,10 +90,6 @@ def main(
     for spec in SPECS.values():
         project_of(workspace, spec)
     evidently = Path(sys.executable).with_name("evidently")
-    # the custom metrics' module must be importable by the UI, to open single reports
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")])
-    )
     command = [
         str(evidently),
         "ui",

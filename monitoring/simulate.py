@@ -589,14 +589,9 @@ def describe(stats: Counter[str]) -> str:
 
 
 def run_monitoring(projects: Sequence[str]) -> None:
-    """Close the window with the monitoring job, once `monitoring.monitor.run_job` exists."""
-    try:
-        from monitoring.monitor import run_job
-    except ImportError as exc:
-        if exc.name != "monitoring.monitor":
-            raise  # the monitor exists but something it imports is missing: a real error
-        log.warning("monitoring.monitor.run_job is not available: the window was not monitored")
-        return
+    """Close the window with the monitoring job, as a scheduler would."""
+    from monitoring.monitor import run_job  # Evidently loads slowly: only when a window closes
+
     run_job(list(projects))
 
 

@@ -4,6 +4,7 @@ draw it. Column names come from each project's `reference` module, which owns th
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,35 +26,42 @@ class Spec:
     labelled: bool  # ground truth arrives as feedback
     prediction_panel: tuple[str, list[Series]]  # the prediction distribution over time
     measure_panel: tuple[str, list[Series]]  # the project's own measures over time
+    measures: Callable[[dict[str, Any]], list[Any]]  # its Evidently metrics, given the context
 
     @property
     def reference(self) -> ModuleType:
         """The project's `reference` module: `schema(context)` and `window_frame(...)`."""
         return importlib.import_module(f"projects.{self.name}.reference")
 
-    def measures(self, context: dict[str, Any]) -> list[Any]:
-        """The project-specific Evidently metrics."""
-        if self.name == "spam":
-            return [
-                MeanValue(column="text_length"),
-                QuantileValue(column="text_length", quantile=0.95),
-                MeanValue(column="oov_rate"),
-                MeanValue(column="spam_probability"),
-                CategoryCount(column="label", category="spam"),
-            ]
-        if self.name == "recommend":
-            return [
-                CatalogueCoverage(column="item_ids", catalogue_size=context["catalogue_size"]),
-                MeanValue(column="served_popularity"),
-                MeanValue(column="served_year"),
-                CategoryCount(column="cold_start", category="true"),
-            ]
-        return [
-            MeanValue(column="log_score"),
-            QuantileValue(column="log_score", quantile=0.95),
-            CategoryCount(column="label", category="Anomaly"),
-            MeanValue(column="unknown_rate"),
-        ]
+
+def spam_measures(context: dict[str, Any]) -> list[Any]:
+    del context
+    return [
+        MeanValue(column="text_length"),
+        QuantileValue(column="text_length", quantile=0.95),
+        MeanValue(column="oov_rate"),
+        MeanValue(column="spam_probability"),
+        CategoryCount(column="label", category="spam"),
+    ]
+
+
+def recommend_measures(context: dict[str, Any]) -> list[Any]:
+    return [
+        CatalogueCoverage(column="item_ids", catalogue_size=context["catalogue_size"]),
+        MeanValue(column="served_popularity"),
+        MeanValue(column="served_year"),
+        CategoryCount(column="cold_start", category="true"),
+    ]
+
+
+def anomaly_measures(context: dict[str, Any]) -> list[Any]:
+    del context
+    return [
+        MeanValue(column="log_score"),
+        QuantileValue(column="log_score", quantile=0.95),
+        CategoryCount(column="label", category="Anomaly"),
+        MeanValue(column="unknown_rate"),
+    ]
 
 
 def _share(column: str) -> dict[str, str]:
@@ -77,6 +85,7 @@ SPECS = {
             "Out-of-vocabulary rate",
             [("mean OOV rate", "MeanValue", {"column": "oov_rate"})],
         ),
+        spam_measures,
     ),
     "recommend": Spec(
         "recommend",
@@ -93,6 +102,7 @@ SPECS = {
                 ("cold-start share", "CategoryCount", _share("cold_start")),
             ],
         ),
+        recommend_measures,
     ),
     "anomaly": Spec(
         "anomaly",
@@ -106,5 +116,6 @@ SPECS = {
             "Unknown-event rate",
             [("mean unknown-event rate", "MeanValue", {"column": "unknown_rate"})],
         ),
+        anomaly_measures,
     ),
 }
