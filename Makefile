@@ -20,15 +20,12 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
-SPAM_PORT ?= 3001
-RECOMMEND_PORT ?= 3002
-ANOMALY_PORT ?= 3003
 DASHBOARD_PORT ?= 8000
 REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state evaluate-traces
+.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -79,20 +76,22 @@ ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST
 	mlflow ui --host $(HOST) --port $(MLFLOW_PORT) --backend-store-uri \
 	  "$$(python -c 'from projects.core.tracking import tracking_uri; print(tracking_uri())')"
 
-serve: setup ## Serve the champions: spam :3001, recommend :3002, anomaly :3003 (HOST=, SPAM_PORT=, ...)
+# Projects are discovered (projects/core/project.py): the Makefile names none. A project's port
+# is in its config; <NAME>_PORT=... (e.g. SPAM_PORT=3101) overrides it, for serve and simulate.
+projects-with = $$(python -m projects.core.project $(1))
+
+serve: setup ## Serve every project's champion, each on its config's port (HOST=, <NAME>_PORT=)
 	python -m services.pin
-	python -m services.serve --host $(HOST) --spam-port $(SPAM_PORT) \
-	  --recommend-port $(RECOMMEND_PORT) --anomaly-port $(ANOMALY_PORT)
+	python -m services.serve --host $(HOST)
 
 bento: setup ## Build a Bento of each champion's service into BENTOML_HOME (see docs/services.md)
 	python -m services.pin
-	@for project in spam recommend anomaly; do \
+	@for project in $(call projects-with,service); do \
 	  bentoml build --output tag -f services/$$project/bentofile.yaml . || exit 1; done
 
 simulate: setup ## Send held-out traffic to the running services (REQUESTS=1000 WINDOWS=1; DRIFT=1 drifts it)
 	python -m monitoring.simulate --requests $(REQUESTS) --windows $(WINDOWS) \
-	  $(if $(filter 1,$(DRIFT)),--drift,--no-drift) --host $(HOST) --spam-port $(SPAM_PORT) \
-	  --recommend-port $(RECOMMEND_PORT) --anomaly-port $(ANOMALY_PORT)
+	  $(if $(filter 1,$(DRIFT)),--drift,--no-drift) --host $(HOST)
 
 monitor: setup ## Judge each project's latest window against its reference; last line: the verdicts as JSON
 	python -m monitoring.monitor
@@ -101,13 +100,12 @@ dashboards: setup ## Evidently UI over the monitoring workspace (127.0.0.1:8000;
 	python -m monitoring.dashboards --host $(HOST) --port $(DASHBOARD_PORT)
 
 retrain: setup ## Fold PROJECT's labelled production data into its raw data, rerun its pipeline
-	@test -n "$(PROJECT)" || { echo "error: name the project: make retrain PROJECT=spam" >&2; exit 2; }
+	@test -n "$(PROJECT)" || { echo "error: name the project: make retrain PROJECT=<name> (one of: $(call projects-with,feedback))" >&2; exit 2; }
 	python -m monitoring.retrain --project $(PROJECT)
 
-BENCH ?= spam recommend anomaly
-
-bench: setup ## Measure the models against the targets in docs/ (slow; BENCH=recommend for one)
-	@for project in $(BENCH); do echo "== $$project"; python -m bench.$${project}_quality || exit 1; done
+bench: setup ## Measure each project's model against the targets in docs/ (slow; BENCH=<name> for one)
+	@for project in $(or $(BENCH),$(call projects-with,bench)); do \
+	  echo "== $$project"; python -m projects.$$project.bench || exit 1; done
 
 bench-services: setup ## Measure the services against in-process calls and plain FastAPI (docs/services.md)
 	python -m services.pin
@@ -116,14 +114,10 @@ bench-services: setup ## Measure the services against in-process calls and plain
 bench-monitoring: setup ## Time the monitoring job on 100k requests against a plain Evidently report
 	python -m bench.monitoring_speed
 
-evaluate-traces: setup ## Train and test both anomaly models on Loghub's Event_traces.csv (TRACES=path)
-	@test -n "$(TRACES)" || { echo "error: give the file: make evaluate-traces TRACES=path/to/Event_traces.csv" >&2; exit 2; }
-	python -m projects.anomaly.traces --traces "$(TRACES)"
-
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record
 
-data-rebuild: $(VENV)/.synced ## Rebuild data/raw from its sources (after changing anomaly.simulate) and record it
+data-rebuild: $(VENV)/.synced ## Rebuild data/raw from its sources (after changing a simulator's params) and record it
 	python -m projects.core.bootstrap --rebuild
 
 data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.dvc records
@@ -131,3 +125,6 @@ data-reset: $(VENV)/.synced ## Replace a changed data/raw with the version data.
 
 clean-state: ## Remove the MLflow store and pipeline outputs (the data stays)
 	rm -rf mlflow.db mlartifacts data/prepared data/reference models reports
+
+# A project's own targets (its commands for real data, say) live in its folder, in project.mk.
+include $(wildcard projects/*/project.mk)

@@ -4,11 +4,10 @@ Run: `python -m bench.monitoring_speed` (`make bench-monitoring`); it takes a fe
 target: the monitoring job on `--requests` (100k) logged requests of one project takes at most
 1.5 times a plain Evidently report with the same preset on the same data. For each project:
 
-- `--requests` request-log records are written as its service writes them, from held-out data
-  (spam: test messages; recommend: lists drawn from the catalogue by popularity, in the
-  reference's route mix; anomaly: test sessions), with predictions drawn from the reference's
-  rows of the same true label, and feedback for half of the spam and anomaly predictions, so the
-  quality metrics are part of the job. Everything goes to a temporary `MONITORING_DIR`.
+- `--requests` request-log records are written as its service writes them, by its `production`
+  module's `logged_records` (held-out data, with predictions drawn from the reference's rows of
+  the same true label), and feedback for half of the labelled predictions, so the quality
+  metrics are part of the job. Everything goes to a temporary `MONITORING_DIR`.
 - the job: `monitoring.monitor.run_job([project])`, wall-clock, from a fresh cursor and a fresh
   workspace each time: reading and parsing the log, the features, the Evidently report with
   every metric, its HTML and JSON, and the workspace snapshot.
@@ -33,9 +32,8 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,132 +43,21 @@ import numpy as np
 import pandas as pd
 import typer
 
+from monitoring.simulate import DAY
 from projects.core import cli, paths
+from projects.core.project import choose, get
 
 log = logging.getLogger(__name__)
 app = cli.app()
 
-PROJECTS = ("spam", "recommend", "anomaly")
 TARGET_RATIO = 1.5
 FEEDBACK_SHARE = 0.5
 WARMUP_REQUESTS = 2000
 BUSY_CORES = 0.2  # other work on the machine beyond this makes the times longer
-K = 10  # items in each served list, as the services' default
-DAY = dt.datetime(2025, 1, 15, tzinfo=dt.UTC)  # the window's date; any fixed one will do
 
 
 # ---------------------------------------------------------------------------------------------
 # Request logs as the services write them
-
-
-def _shared(n: int, version: str, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """What `ModelService.record` adds to every row: time, request id, version, latency."""
-    seconds = np.sort(rng.uniform(0, 86_400, n))
-    latency = np.round(rng.lognormal(np.log(2.0), 0.5, n), 3)
-    rows = []
-    for second, ms in zip(seconds.tolist(), latency.tolist(), strict=True):
-        stamp = (DAY + dt.timedelta(seconds=second)).isoformat(timespec="milliseconds")
-        request_id = uuid.UUID(bytes=rng.bytes(16), version=4).hex
-        rows.append({"timestamp": stamp, "request_id": request_id, "model_version": version,
-                     "latency_ms": ms, "prediction_id": f"{request_id}-0"})  # fmt: skip
-    return rows
-
-
-def _predictions_like(
-    truth: np.ndarray, reference: pd.DataFrame, columns: list[str], rng: np.random.Generator
-) -> pd.DataFrame:
-    """For each true label, the predictions of a random reference row with that true label, so
-    that predictions agree with the data about as often as the champion's do."""
-    picked = np.empty(len(truth), dtype=int)
-    for label in np.unique(truth):
-        rows = np.flatnonzero(reference["target"].to_numpy() == label)
-        where = np.flatnonzero(truth == label)
-        picked[where] = rng.choice(rows, size=len(where))
-    return reference[columns].iloc[picked].reset_index(drop=True)
-
-
-def spam_records(
-    n: int, reference: pd.DataFrame, context: dict[str, Any], rng: np.random.Generator
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """`/classify` records of held-out messages, and each one's true label."""
-    messages = pd.read_csv(paths.PREPARED_DIR / "spam" / "test.csv")
-    chosen = messages.iloc[rng.integers(0, len(messages), n)].reset_index(drop=True)
-    truth = chosen["label"].to_numpy()
-    predicted = _predictions_like(truth, reference, ["spam_probability", "label"], rng)
-    records = _shared(n, str(context["champion_version"]), rng)
-    for record, text, p, label in zip(
-        records, chosen["text"], predicted["spam_probability"], predicted["label"], strict=True
-    ):
-        record |= {"route": "classify", "text": text, "text_length": len(text), "label": label,
-                   "spam_probability": float(p)}  # fmt: skip
-    return records, truth
-
-
-def _popular_lists(n: int, popularity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`n` lists of `K` distinct catalogue positions, each drawn in proportion to popularity
-    (Gumbel top-k, in chunks so that the noise matrix stays small)."""
-    weights = np.log(np.maximum(popularity, 1e-9))
-    lists = []
-    for start in range(0, n, 5000):
-        rows = min(5000, n - start)
-        keys = weights + rng.gumbel(size=(rows, len(weights)))
-        lists.append(np.argpartition(-keys, K, axis=1)[:, :K])
-    return np.concatenate(lists) if lists else np.empty((0, K), dtype=int)
-
-
-def recommend_records(
-    n: int, reference: pd.DataFrame, context: dict[str, Any], rng: np.random.Generator
-) -> tuple[list[dict[str, Any]], None]:
-    """`/recommend` and `/similar_items` records in the reference's mix of the two."""
-    ratings = pd.read_csv(paths.PREPARED_DIR / "recommend" / "test.csv")
-    users, items = ratings["user_id"].unique(), ratings["item_id"].unique()
-    similar_share = float((reference["route"] == "similar_items").mean())
-    ids = np.array([int(i) for i in context["popularity"]])
-    popularity = np.array(list(context["popularity"].values()), dtype=float)
-    served = ids[_popular_lists(n, popularity, rng)].tolist()
-    similar = rng.random(n) < similar_share
-    asked_user, asked_item = rng.choice(users, n).tolist(), rng.choice(items, n).tolist()
-    records = _shared(n, str(context["champion_version"]), rng)
-    for i, record in enumerate(records):
-        if similar[i]:
-            record |= {"route": "similar_items", "item_id": asked_item[i], "k": K}
-        else:
-            record |= {"route": "recommend", "user_id": asked_user[i], "k": K, "cold_start": False}
-        record["item_ids"] = served[i]
-    return records, None
-
-
-def anomaly_records(
-    n: int, reference: pd.DataFrame, context: dict[str, Any], rng: np.random.Generator
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """`/score` records of held-out block sessions, and each one's true label."""
-    from projects.anomaly.reference import ANOMALY, SCORE_FLOOR
-
-    sessions = pd.read_csv(paths.PREPARED_DIR / "anomaly" / "test.csv")
-    chosen = sessions.iloc[rng.integers(0, len(sessions), n)].reset_index(drop=True)
-    truth = chosen["Label"].to_numpy()
-    predicted = _predictions_like(truth, reference, ["log_score", "label"], rng)
-    scores = np.maximum(10 ** predicted["log_score"].to_numpy() - SCORE_FLOOR, 0.0)
-    anomalous = (predicted["label"] == ANOMALY).to_numpy()
-    # the detector's threshold lies between the highest normal and the lowest anomalous score
-    threshold = float(scores[anomalous].min()) if anomalous.any() else float(scores.max())
-    known = set(context["vocabulary"][1:])  # vocabulary[0] is the unknown event
-    records = _shared(n, str(context["champion_version"]), rng)
-    for i, record in enumerate(records):
-        events = str(chosen["Events"].iat[i]).split()
-        record |= {"route": "score", "block_id": chosen["BlockId"].iat[i],
-                   "events": " ".join(events), "n_events": len(events),
-                   "unknown_events": sum(e not in known for e in events),
-                   "score": float(scores[i]), "threshold": threshold,
-                   "is_anomaly": bool(anomalous[i])}  # fmt: skip
-    return records, truth
-
-
-GENERATORS: dict[str, Callable[..., tuple[list[dict[str, Any]], np.ndarray | None]]] = {
-    "spam": spam_records,
-    "recommend": recommend_records,
-    "anomaly": anomaly_records,
-}
 
 
 def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -179,14 +66,14 @@ def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
         f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
-def write_traffic(root: Path, project: str, n: int, seed: int = 0) -> None:
+def write_window(root: Path, project: str, n: int, seed: int = 0) -> None:
     """`n` request-log records of `project` under `root`, and feedback for a share of them."""
     from monitoring.monitor import load_reference
-    from monitoring.specs import SPECS
+    from monitoring.specs import specs
 
-    reference, context, _ = load_reference(SPECS[project], paths.REFERENCE_DIR / project)
+    reference, context, _ = load_reference(specs()[project], paths.REFERENCE_DIR / project)
     rng = np.random.default_rng(seed)
-    records, truth = GENERATORS[project](n, reference, context, rng)
+    records, truth = get(project).module("production").logged_records(n, reference, context, rng)
     name = f"{DAY.date().isoformat()}.jsonl"
     _write_lines(root / project / "requests" / name, records)
     if truth is None:
@@ -422,10 +309,10 @@ def whole_window(root: Path, project: str) -> tuple[pd.DataFrame, pd.DataFrame, 
     from monitoring import config
     from monitoring import monitor as job
     from monitoring.metrics import WINDOW_REQUESTS
-    from monitoring.specs import SPECS
+    from monitoring.specs import specs
     from monitoring.window import read_window
 
-    spec = SPECS[project]
+    spec = specs()[project]
     reference, context, schema = job.load_reference(spec, paths.REFERENCE_DIR / project)
     with monitoring_dir(root):
         window = read_window(config.requests_dir(project, root), {}, schema.routes, False)
@@ -513,7 +400,7 @@ def warm_up(project: str) -> None:
     """One untimed job and plain report on a small window: imports, caches, templates."""
     with tempfile.TemporaryDirectory(prefix="monitoring-speed-warm-") as tmp:
         root = Path(tmp)
-        write_traffic(root, project, WARMUP_REQUESTS, seed=1)
+        write_window(root, project, WARMUP_REQUESTS, seed=1)
         plain_report(instrumented_job(root, project), root, Load())
 
 
@@ -524,7 +411,7 @@ def bench_project(project: str, requests: int, repeats: int, seed: int) -> Resul
     with tempfile.TemporaryDirectory(prefix="monitoring-speed-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        write_traffic(root, project, requests, seed)
+        write_window(root, project, requests, seed)
         seconds = time.perf_counter() - start
         log.info("%s: %d requests logged in %.1f s", project, requests, seconds)
         # untimed: the steps of one run, and the frames and preset the job gave Evidently
@@ -596,17 +483,14 @@ def print_tables(results: list[Result]) -> None:
 def main(
     project: Annotated[
         list[str] | None,
-        typer.Option(help="A project to measure (repeatable); default: all three."),
+        typer.Option(help="A project to measure (repeatable); default: every project."),
     ] = None,
     requests: Annotated[int, typer.Option(help="Logged requests in the window.")] = 100_000,
     repeats: Annotated[int, typer.Option(help="Timed runs of the job and of the report.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the generated traffic.")] = 0,
 ) -> None:
     """Time the monitoring job against a plain Evidently report on the same window."""
-    chosen = project or list(PROJECTS)
-    unknown = sorted(set(chosen) - set(PROJECTS))
-    if unknown:
-        raise cli.StageError(f"unknown project(s) {unknown}; choose from {list(PROJECTS)}")
+    chosen = [p.name for p in choose(project) if p.has("production") and p.has("monitor")]
     results = [bench_project(name, requests, repeats, seed) for name in chosen]
     print_tables(results)
     print(json.dumps({r.project: r.summary() for r in results}))

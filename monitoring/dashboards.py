@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from monitoring import config
-from monitoring.specs import SPECS, Series, Spec
+from monitoring.specs import Series, Spec, specs
 from projects.core import cli
 
 app = cli.app()
@@ -87,7 +87,7 @@ def main(
     the first `make monitor`)."""
     directory = config.workspace_dir()
     workspace = open_workspace(directory)
-    for spec in SPECS.values():
+    for spec in specs().values():
         project_of(workspace, spec)
     evidently = Path(sys.executable).with_name("evidently")
     command = [

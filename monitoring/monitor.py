@@ -28,7 +28,7 @@ from pydantic import ConfigDict
 
 from monitoring import config, dashboards
 from monitoring.metrics import WINDOW_REQUESTS
-from monitoring.specs import SPECS, Spec
+from monitoring.specs import Spec, specs
 from monitoring.window import (
     MonitorError,
     ReferenceMismatchError,
@@ -291,13 +291,13 @@ def write_latest(directory: Path, judgement: Judgement) -> None:
     (directory / "latest.json").write_text(json.dumps(latest, indent=1) + "\n")
 
 
-def advice(judgement: Judgement) -> str:
-    """What the user reads about one project."""
+def advice(judgement: Judgement, labelled: bool) -> str:
+    """What the user reads about one project (`labelled`: its ground truth arrives)."""
     if judgement.drifted:
         why = "; ".join(judgement.reasons)
         action = (
             f"retrain it on the labelled traffic: `make retrain PROJECT={judgement.project}`"
-            if SPECS[judgement.project].labelled
+            if labelled
             else f"no labels arrive for {judgement.project}: add new data to its raw data, "
             "then `make data-record` and `make repro`"
         )
@@ -320,8 +320,7 @@ def run_job(
     workspace = dashboards.open_workspace(config.workspace_dir(root))
     verdicts: dict[str, str] = {}
     status = 0
-    for name in projects or list(config.PROJECTS):
-        spec = SPECS[name]
+    for name, spec in specs(projects).items():
         try:
             judgement = monitor_project(spec, root, skip_bad, workspace)
         except MonitorError as exc:
@@ -329,7 +328,7 @@ def run_job(
             verdicts[name] = exc.kind
             status = status or exc.status
             continue
-        log.info("%s", advice(judgement))
+        log.info("%s", advice(judgement, spec.labelled))
         verdicts[name] = judgement.verdict
     return verdicts, status
 
@@ -346,9 +345,9 @@ def main(
     ] = False,
 ) -> None:
     """Judge every project's latest window; the last line is the verdicts as JSON."""
-    unknown = sorted(set(project or []) - set(config.PROJECTS))
+    unknown = sorted(set(project or []) - set(specs()))
     if unknown:
-        raise MonitorError(f"unknown project(s) {unknown}; choose from {list(config.PROJECTS)}")
+        raise MonitorError(f"unknown project(s) {unknown}; choose from {list(specs())}")
     verdicts, status = run_job(project, skip_bad_lines)
     sys.stderr.flush()
     print(json.dumps(verdicts), flush=True)

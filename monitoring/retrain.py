@@ -4,11 +4,9 @@ Feedback (`<p>/feedback/*.jsonl`) carries the true label of some predictions; jo
 request log (`<p>/requests/*.jsonl`) on `prediction_id`, every file of both, it gives new
 labelled examples:
 
-- spam: each labelled text becomes a row of `data/raw/spam/sms_spam.csv`, unless the file
-  already holds that exact text;
-- anomaly: the cluster-log lines of each labelled block that `HDFS.log` lacks are appended to
-  it, and the block's label to `anomaly_label.csv` if it has none there;
-- recommend: no ground truth arrives for recommendations, so there is nothing to fold.
+How is each project's own: its `feedback` module (`projects.core.project`) names the labels
+(`LABELS`) and plans the change to its raw data (`fold(joined) -> Fold`), or says why it takes
+none (`REFUSAL`: for example, no ground truth arrives for recommendations).
 
 Then `dvc repro --downstream <p>-prepare` reruns p's pipeline on the new data: validation judges
 it and the promotion gate decides whether the new model becomes `@champion`. Only a pipeline
@@ -18,15 +16,13 @@ dvc.lock and p's pipeline outputs are put back as they were. The logs are only e
 
 from __future__ import annotations
 
-import enum
-import importlib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,12 +33,10 @@ import yaml
 
 from monitoring import config
 from monitoring.window import Located, read_jsonl
-from projects.anomaly import data as anomaly_data
-from projects.anomaly.parsing import blocks_in, content_of
 from projects.core import bootstrap, cli, paths
 from projects.core.cli import StageError
+from projects.core.project import Project, get
 from projects.core.registry import read_record
-from projects.spam import data as spam_data
 
 log = logging.getLogger(__name__)
 app = cli.app()
@@ -53,20 +47,9 @@ TRUTH = "truth"
 # at most this many `file:line` places are named in a message
 SHOWN = 10
 LOCK_FILE = paths.ROOT / "dvc.lock"
-NO_GROUND_TRUTH = (
-    "no ground truth arrives for recommendations: the service logs what it recommended, but "
-    "nothing says which recommendations were right, so there is nothing to fold. Put new "
-    "ratings into data/raw/recommend, then run `make data-record` and `make repro`"
-)
 # `dvc repro`'s line when a stage fails, and a stage's own message (`cli.run`)
 FAILED_STAGE = re.compile(r"ERROR: failed to reproduce '(?P<stage>[^']+)'")
 STAGE_ERROR = "error: "
-
-
-class Project(enum.StrEnum):
-    spam = "spam"
-    anomaly = "anomaly"
-    recommend = "recommend"
 
 
 # ---- collecting labelled production data ----------------------------------------------------
@@ -149,75 +132,6 @@ def collect(project: str, labels: Sequence[str]) -> Joined:
 # ---- folding: pure ----------------------------------------------------------------------------
 
 
-def csv_safe(text: str) -> bool:
-    """Whether the raw CSV gives `text` back as it was: pandas leaves a carriage return that is
-    not part of a CRLF unquoted, so it would split the row, and a NUL ends the field."""
-    return "\x00" not in text and "\r" not in text.replace("\r\n", "")
-
-
-def new_messages(raw: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataFrame:
-    """The labelled texts as rows of the raw file (`label`, `text`) that it does not hold yet.
-
-    A text the raw file already holds (exactly) is left out, and so is a text the CSV cannot
-    hold (`csv_safe`); of a text labelled more than once, the latest label counts.
-    """
-    if "text" not in labelled:
-        return pd.DataFrame(columns=list(spam_data.COLUMNS), dtype=str)
-    rows = pd.DataFrame({"label": labelled[TRUTH], "text": labelled["text"]})
-    rows = rows[rows["text"].map(lambda text: isinstance(text, str) and csv_safe(text))]
-    rows = rows.drop_duplicates("text", keep="last")
-    return rows[~rows["text"].isin(raw["text"])].reset_index(drop=True)
-
-
-def block_truth(labelled: pd.DataFrame) -> dict[str, str]:
-    """The label of each labelled block; of a block labelled more than once, the latest."""
-    if "block_id" not in labelled:
-        return {}
-    pairs = zip(labelled["block_id"], labelled[TRUTH], strict=True)
-    return {block: label for block, label in pairs if isinstance(block, str)}
-
-
-def new_log_lines(
-    log_lines: Iterable[str],
-    cluster_lines: Iterable[str],
-    truth: Mapping[str, str],
-    labelled: Collection[str],
-) -> list[str]:
-    """The cluster-log lines to append to the log: in cluster-log order and each once, those
-    that name a block in `truth` and are not in the log yet.
-
-    A line that also names a block with no label, neither in `truth` nor in `labelled` (the
-    label file's blocks), is left out: it would make an unlabelled session, which validation
-    rejects. Lines not in the HDFS_v1 format are left out too.
-    """
-    seen = set(log_lines)
-    new: list[str] = []
-    for line in cluster_lines:
-        content = None if line in seen else content_of(line)
-        if content is None:
-            continue
-        blocks = blocks_in(content)
-        if any(b in truth for b in blocks) and all(b in truth or b in labelled for b in blocks):
-            new.append(line)
-            seen.add(line)
-    return new
-
-
-def new_labels(
-    labels: pd.DataFrame, truth: Mapping[str, str], lines: Iterable[str]
-) -> pd.DataFrame:
-    """Rows (`BlockId`, `Label`) for the blocks of `lines` that `truth` labels and `labels`
-    lacks, in order of first mention; a label already in `labels` is kept as it is."""
-    known = set(labels["BlockId"])
-    blocks = dict.fromkeys(
-        block
-        for line in lines
-        for block in blocks_in(content_of(line) or "")
-        if block in truth and block not in known
-    )
-    return pd.DataFrame({"BlockId": list(blocks), "Label": [truth[b] for b in blocks]}, dtype=str)
-
-
 def failure_message(output: Sequence[str]) -> str:
     """The failing stage and its own message, from the output of `dvc repro`."""
     stage = next((m["stage"] for line in output if (m := FAILED_STAGE.search(line))), None)
@@ -278,41 +192,6 @@ def nothing_new(project: str, joined: Joined, why: str) -> StageError:
     )
 
 
-def fold_spam(joined: Joined) -> Fold:
-    """Plan appending the new labelled messages to the raw collection."""
-    from projects.spam import config as spam_config
-
-    path = spam_config.RAW_DIR / spam_data.RAW_FILE
-    raw = spam_data.read_messages(path)
-    added = new_messages(raw, joined.labelled)
-    # the service takes longer texts than the collection holds; validation would refuse them,
-    # and with them every later retrain, so they wait for that bound to be raised
-    longest = spam_config.load().validation.max_text_length
-    too_long = added["text"].str.len() > longest
-    if too_long.any():
-        log.warning(
-            "%d labelled texts are longer than spam.validate.max_text_length (%d) and are left "
-            "out; raise it in params.yaml to fold them in",
-            int(too_long.sum()),
-            longest,
-        )
-        added = added[~too_long].reset_index(drop=True)
-    if added.empty:
-        raise nothing_new(
-            "spam", joined, f"all {len(joined.labelled)} labelled texts are in {path.name}"
-        )
-    counts = added["label"].value_counts()
-    summary = (
-        f"{len(added)} labelled messages ({counts.get('spam', 0)} spam, {counts.get('ham', 0)} "
-        f"ham) appended to {path.relative_to(paths.ROOT)}, which had {len(raw)}"
-    )
-    return Fold(
-        (path,),
-        lambda: spam_data.write_messages(pd.concat([raw, added], ignore_index=True), path),
-        summary,
-    )
-
-
 def append_lines(path: Path, lines: Sequence[str]) -> None:
     """Append lines to a UTF-8 text file, after ending its last line if it is unfinished."""
     if not lines:
@@ -323,47 +202,6 @@ def append_lines(path: Path, lines: Sequence[str]) -> None:
         unfinished = size > 0 and f.read(1) != b"\n"
         f.seek(size)
         f.write(("\n" * unfinished + "".join(f"{line}\n" for line in lines)).encode("utf-8"))
-
-
-def fold_anomaly(joined: Joined) -> Fold:
-    """Plan appending the labelled blocks' new cluster-log lines and labels to the raw data."""
-    from projects.anomaly import config as anomaly_config
-
-    log_file = anomaly_config.RAW_DIR / anomaly_data.LOG_FILE
-    labels_file = anomaly_config.RAW_DIR / anomaly_data.LABELS_FILE
-    cluster_dir = config.cluster_log_dir()
-    truth = block_truth(joined.labelled)
-    labels = anomaly_data.read_labels(labels_file)
-    cluster = (
-        line for path in sorted(cluster_dir.glob("*.log")) for line in anomaly_data.read_lines(path)
-    )
-    lines = new_log_lines(anomaly_data.read_lines(log_file), cluster, truth, set(labels["BlockId"]))
-    added = new_labels(labels, truth, lines)
-    if not lines and added.empty:
-        raise nothing_new(
-            "anomaly",
-            joined,
-            f"{cluster_dir} holds no line of the {len(truth)} labelled blocks that "
-            f"{log_file.name} lacks",
-        )
-
-    def write() -> None:
-        append_lines(log_file, lines)
-        anomaly_data.write_frame(pd.concat([labels, added], ignore_index=True), labels_file)
-
-    blocks = {b for line in lines for b in blocks_in(content_of(line) or "") if b in truth}
-    anomalous = sum(truth[b] == "Anomaly" for b in blocks)
-    summary = (
-        f"{len(lines)} lines of {len(blocks)} labelled blocks ({anomalous} anomalous) appended "
-        f"to {log_file.relative_to(paths.ROOT)}, {len(added)} labels to {labels_file.name}"
-    )
-    return Fold((log_file, labels_file), write, summary)
-
-
-FOLDS: dict[str, tuple[Sequence[str], Callable[[Joined], Fold]]] = {
-    "spam": (spam_data.LABELS, fold_spam),
-    "anomaly": (anomaly_data.LABELS, fold_anomaly),
-}
 
 
 # ---- DVC ------------------------------------------------------------------------------------
@@ -441,12 +279,8 @@ def put_back(project: str, originals: Mapping[Path, bytes], lock: bytes | None) 
 # ---- the command ----------------------------------------------------------------------------
 
 
-def _config(project: str) -> Any:
-    return importlib.import_module(f"projects.{project}.config")
-
-
 def _model_version(project: str) -> str | None:
-    record = _config(project).MODEL_DIR / "model.json"
+    record = Project(project).config.MODEL_DIR / "model.json"
     return read_record(record)["version"] if record.exists() else None
 
 
@@ -458,7 +292,7 @@ def report_outcome(project: str, old_version: str, old_model: str | None) -> Non
     if model is None or model == old_model:
         log.info("no new model was trained: the pipeline found its training inputs unchanged")
     else:
-        report = json.loads((_config(project).REPORTS_DIR / "promotion.json").read_text())
+        report = json.loads((Project(project).config.REPORTS_DIR / "promotion.json").read_text())
         log.info("registered %s v%s", report["model"], model)
         log.info("promotion: %s", decision_summary(report))
     log.info("commit data.dvc and dvc.lock to keep this data version with the code")
@@ -471,10 +305,11 @@ def retrain(project: str) -> None:
     Raises:
         StageError: nothing to fold, data/raw not recorded, or the pipeline failed.
     """
-    if project not in FOLDS:
-        raise StageError(NO_GROUND_TRUTH)
-    labels, plan = FOLDS[project]
-    fold = plan(collect(project, labels))
+    feedback = get(project).module("feedback") if get(project).has("feedback") else None
+    if feedback is None or not hasattr(feedback, "fold"):
+        why = getattr(feedback, "REFUSAL", f"projects/{project}/ has no feedback module")
+        raise StageError(f"{project} takes no labelled production data: {why}")
+    fold = feedback.fold(collect(project, feedback.LABELS))
     require_recorded_raw()
     old_version = data_version(paths.DATA_DVC_FILE.read_text())
     old_model = _model_version(project)
@@ -500,11 +335,11 @@ def retrain(project: str) -> None:
 
 @app.command()
 def main(
-    project: Annotated[Project, typer.Option(help="The project whose model to retrain.")],
+    project: Annotated[str, typer.Option(help="The project whose model to retrain.")],
 ) -> None:
     """Fold a project's labelled production data into its raw data as a new data version, and
     rerun its pipeline; the promotion gate decides whether the new model becomes champion."""
-    retrain(project.value)
+    retrain(project)
 
 
 if __name__ == "__main__":

@@ -147,37 +147,39 @@ def quiet_client_errors() -> None:
         logger.addFilter(ClientErrorFilter())
 
 
-class RequestLog:
-    """Appends one JSON record per prediction to `<directory>/<UTC date>.jsonl`.
+class BatchedLog:
+    """Appends lines to `<directory>/<UTC date><suffix>`, off the request path.
 
-    `append` only puts the record in memory; a background thread writes what has gathered every
+    `append` only puts the line in memory; a background thread writes what has gathered every
     `interval` seconds, so the request path never waits on the disk, and a crash loses at most
-    the last interval's records.
+    the last interval's lines.
     """
+
+    suffix = ".log"
+    name = "log"
 
     def __init__(self, directory: Path, interval: float = 1.0) -> None:
         self.directory = directory
         self.interval = interval
-        self._pending: deque[dict[str, Any]] = deque()
+        self._pending: deque[str] = deque()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def append(self, record: dict[str, Any]) -> None:
-        self._pending.append(record)
+    def append_line(self, line: str) -> None:
+        """Queue one line (without its line end)."""
+        self._pending.append(line)
 
     def flush(self) -> None:
-        """Write every pending record now."""
-        records = []
+        """Write every pending line now."""
+        lines = []
         while self._pending:
-            records.append(self._pending.popleft())
-        if not records:
+            lines.append(self._pending.popleft())
+        if not lines:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}.jsonl"
-        data = "".join(
-            json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records
-        ).encode()
+        path = self.directory / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}{self.suffix}"
+        data = "".join(f"{line}\n" for line in lines).encode("utf-8", "surrogateescape")
         # one append-mode write per batch: several workers may share the file without
         # interleaving their lines
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -198,7 +200,108 @@ class RequestLog:
             try:
                 self.flush()
             except OSError:  # a full or read-only disk must not stop the service or this thread
-                logging.getLogger(__name__).exception("request log: could not write a batch")
+                logging.getLogger(__name__).exception("%s: could not write a batch", self.name)
+
+
+class RequestLog(BatchedLog):
+    """One JSON record per prediction, in `<directory>/<UTC date>.jsonl`: what monitoring reads."""
+
+    suffix = ".jsonl"
+    name = "request-log"
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.append_line(json.dumps(record, separators=(",", ":"), default=str))
+
+
+class AccessLog:
+    """ASGI middleware: one access-log line per HTTP request answered, refused ones included,
+    in `<monitoring dir>/<project>/access/<UTC date>.log`.
+
+    The line is the Combined Log Format with the request body and the response time appended,
+    as nginx writes them (`projects.core.accesslog`), so the request pattern analyzer reads the
+    platform's own traffic as it reads any web server's. Bodies are kept to their first
+    `max_body` bytes; the client address is the connection's (behind a proxy, the proxy's).
+    Writing is batched off the request path, like the request log.
+    """
+
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], project: str, max_body: int = 4096
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.log = BatchedLog(paths.monitoring_dir() / project / "access")
+        self.log.name = f"access-log-{project}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received, start = time.time(), time.perf_counter()
+        body, answer = bytearray(), {"status": 0, "bytes": 0}
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(body) < self.max_body:
+                body.extend(message.get("body", b"")[: self.max_body - len(body)])
+            return message
+
+        async def send_and_count(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive_and_keep, send_and_count)
+        finally:
+            self.log.append_line(self.line(scope, bytes(body), answer, received, start))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan through, and write what is pending when the server shuts down."""
+
+        async def send_and_flush(message: Message) -> None:
+            if message["type"].startswith("lifespan.shutdown"):
+                self.log.close()
+            await send(message)
+
+        await self.app(scope, receive, send_and_flush)
+
+    @staticmethod
+    def line(
+        scope: Scope, body: bytes, answer: dict[str, int], received: float, start: float
+    ) -> str:
+        """The access-log line of a request received at `received` (epoch seconds) and begun
+        at `start` (perf_counter)."""
+        from projects.core.accesslog import format_line
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client") or ("-", 0)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        return format_line(
+            client_ip=str(client[0]),
+            time=received,
+            method=scope["method"],
+            path=raw_path.decode("latin-1"),
+            query=scope.get("query_string", b"").decode("latin-1"),
+            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+            status=answer["status"] or 500,  # no answer at all: the server failed
+            bytes=answer["bytes"],
+            referrer=headers.get("referer", "-"),
+            user_agent=headers.get("user-agent", "-"),
+            body=body.decode("utf-8", "replace"),
+            request_time=time.perf_counter() - start,
+        )
+
+
+def add_middleware(service: Any, project: str) -> None:
+    """Give a service the middleware every service has: the access log outermost, so that it
+    sees the body guard's refusals too, then the body guard."""
+    service.add_asgi_middleware(AccessLog, project=project)
+    service.add_asgi_middleware(BodyGuard)
 
 
 def now() -> str:
@@ -213,9 +316,9 @@ def service_options(project: str, pinned: dict[str, str], port: int, routes: lis
     - tracing: every request gets an OpenTelemetry span even when none is sampled (the
       default), about a sixth of a short request's time; the prediction routes are left out. To
       trace them, set `tracing.sample_rate` and drop `excluded_urls`;
-    - the access log: a line per request, about 5 % of the time; it is off, because every
-      prediction is in the request log and every request is counted in `/metrics`. Set
-      `"logging": {"access": {"enabled": True}}` to have it back.
+    - BentoML's access log: a formatted log record per request, about 5 % of the time; it is
+      off, because `AccessLog` writes every request, batched off the request path, in the
+      format web servers use. Set `"logging": {"access": {"enabled": True}}` to have it back.
     """
     return {
         "http": {"host": "127.0.0.1", "port": port},

@@ -9,7 +9,6 @@ a new champion.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Annotated
 import typer
 
 from projects.core import cli, registry, tracking
-from projects.core.bootstrap import project_names
 from projects.core.cli import StageError
+from projects.core.project import discover
 from services.common import PINNED_FILE
 
 log = logging.getLogger(__name__)
@@ -27,11 +26,8 @@ app = cli.app()
 
 
 def registered_models() -> dict[str, str]:
-    """Each project's registered model name, from its config."""
-    return {
-        name: importlib.import_module(f"projects.{name}.config").MODEL_NAME
-        for name in project_names()
-    }
+    """Each served project's registered model name, from its config."""
+    return {project.name: project.model_name for project in discover() if project.has_service()}
 
 
 def bento_tag(model: str, version: str) -> str:

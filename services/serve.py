@@ -1,8 +1,10 @@
 """Start every project's service with `bentoml serve`, wait until each is ready, and stop them
 all together (`make serve`; Ctrl-C stops).
 
-Each service runs as its own process group, so stopping one stops its workers too. Logs of all
-three go to this terminal; each line names its service.
+The projects are discovered (`projects.core.project`): each is served from the service its
+`services/<name>/bentofile.yaml` names, on the port its config sets (`$<NAME>_PORT`, or
+`--port name=port`, overrides it). Each service runs as its own process group, so stopping one
+stops its workers too. Logs of all of them go to this terminal; each line names its service.
 """
 
 from __future__ import annotations
@@ -25,15 +27,9 @@ import typer
 
 from projects.core import cli, paths
 from projects.core.cli import StageError
+from projects.core.project import Project, choose, ports
 
 app = cli.app()
-
-SERVICES = {
-    "spam": "services.spam.service:SpamClassifier",
-    "recommend": "services.recommend.service:MovieRecommender",
-    "anomaly": "services.anomaly.service:LogAnomalyDetector",
-}
-DEFAULT_PORTS = {"spam": 3001, "recommend": 3002, "anomaly": 3003}
 
 
 @dataclass
@@ -81,7 +77,7 @@ def start(
         raise StageError(f"{host}:{port} is in use; choose another port for {project}")
     output = log.open("ab") if log else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", target or SERVICES[project],
+        [sys.executable, "-m", "bentoml", "serve", target or Project(project).service,
          "--host", host, "--port", str(port)],
         cwd=cwd,
         env=dict(env) if env is not None else None,
@@ -140,22 +136,27 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 @app.command()
 def main(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    spam_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORTS["spam"],
-    recommend_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORTS["recommend"],
-    anomaly_port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORTS["anomaly"],
+    port: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="name=port for one project (repeat); else $<NAME>_PORT, else its config's."
+        ),
+    ] = None,
+    project: Annotated[
+        list[str] | None,
+        typer.Option(help="Serve only this project (repeat); every project by default."),
+    ] = None,
 ) -> None:
     """Serve every project's pinned champion until interrupted."""
-    ports = {"spam": spam_port, "recommend": recommend_port, "anomaly": anomaly_port}
-    if len(set(ports.values())) < len(ports):
-        raise StageError(f"the ports must differ, got {ports}")
+    served = ports([p for p in choose(project) if p.has_service()], port or [])
     servers: list[Server] = []
     # Ctrl-C, and SIGTERM from `kill` or a supervisor, stop the services; SIGINT is set
     # explicitly because a shell starts background jobs with it ignored
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        for project, port in ports.items():
-            servers.append(start(project, host, port))
+        for name, number in served.items():
+            servers.append(start(name, host, number))
         wait_ready(servers)
         for server in servers:
             print(f"{server.project:<10} {server.url}  (API docs: {server.url}/)", flush=True)

@@ -14,6 +14,8 @@ NAME = "anomaly"
 # the registered pyfunc's state file, `artifacts/detector.npz` in the logged model
 MODEL_ARTIFACT = "detector"
 MODEL_NAME = "log-anomaly-detector"
+# `make serve` serves it here unless $ANOMALY_PORT says otherwise
+PORT = 3003
 # where the supervised comparison model is logged in the training run (it is not registered)
 SUPERVISED_ARTIFACT = "supervised"
 

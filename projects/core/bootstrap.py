@@ -12,10 +12,8 @@ failure writes nothing into `data/raw/`.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import logging
-import pkgutil
 import shutil
 import subprocess
 import sys
@@ -24,8 +22,7 @@ from typing import Annotated
 
 import typer
 
-import projects
-from projects.core import cli, paths
+from projects.core import cli, paths, project
 from projects.core.cli import StageError
 
 log = logging.getLogger(__name__)
@@ -39,17 +36,6 @@ outs:
   desc: Raw data of every project, rebuilt by `make setup` from pinned registry wheels or our
     own seeded generators.
 """
-
-
-def project_names() -> list[str]:
-    """Every project package under `projects/`: a folder with a `data` module."""
-    return sorted(
-        module.name
-        for module in pkgutil.iter_modules(projects.__path__)
-        if module.ispkg
-        and module.name != "core"
-        and importlib.util.find_spec(f"projects.{module.name}.data") is not None
-    )
 
 
 def build_raw(raw_dir: Path, wheel_cache: Path, names: list[str]) -> None:
@@ -124,7 +110,7 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
     if dvc("pull", "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
         log.info("data/raw pulled from the DVC remote")
         return False
-    build_raw(raw_dir, wheel_cache, project_names())
+    build_raw(raw_dir, wheel_cache, project.names())
     if raw_state(raw_dir) == "different":
         raise StageError(
             "the rebuilt data/raw differs from what data.dvc records; if a dataset was added "
@@ -169,10 +155,10 @@ def main(
 ) -> None:
     """Bring the raw data of every project into place, as `data.dvc` records it."""
     if build_only is not None:
-        build_raw(build_only, wheel_cache, project_names())
+        build_raw(build_only, wheel_cache, project.names())
         return
     if rebuild:
-        build_raw(paths.RAW_DIR, wheel_cache, project_names())
+        build_raw(paths.RAW_DIR, wheel_cache, project.names())
     if rebuild or record:
         record_raw()
     elif _bring_into_place(paths.RAW_DIR, wheel_cache, reset):

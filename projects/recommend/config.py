@@ -15,6 +15,8 @@ NAME = "recommend"
 # the registered pyfunc's state file, `artifacts/recommender.npz` in the logged model
 MODEL_ARTIFACT = "recommender"
 MODEL_NAME = "recommender"
+# `make serve` serves it here unless $RECOMMEND_PORT says otherwise
+PORT = 3002
 
 RAW_DIR = paths.RAW_DIR / NAME
 PREPARED_DIR = paths.PREPARED_DIR / NAME

@@ -12,6 +12,8 @@ from projects.core.reference import MonitorParams
 
 NAME = "spam"
 MODEL_NAME = "spam-classifier"
+# `make serve` serves it here unless $SPAM_PORT says otherwise
+PORT = 3001
 
 RAW_DIR = paths.RAW_DIR / NAME
 PREPARED_DIR = paths.PREPARED_DIR / NAME

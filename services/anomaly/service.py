@@ -14,9 +14,10 @@ from typing import Annotated
 import bentoml
 from pydantic import BaseModel, Field
 
-from services.common import BodyGuard, ModelService, error, read_pinned, service_options
+from projects.anomaly import config
+from services.common import ModelService, add_middleware, error, read_pinned, service_options
 
-PINNED = read_pinned("anomaly")
+PINNED = read_pinned(config.NAME)
 MAX_SESSIONS = 1000
 MAX_EVENTS = 10_000
 MAX_LINES = 10_000
@@ -80,11 +81,11 @@ class LineScores(Scores):
 INLINE_EVENTS = 200
 
 
-@bentoml.service(**service_options("anomaly", PINNED, 3003, ["/score", "/score_lines"]))
+@bentoml.service(**service_options(config.NAME, PINNED, config.PORT, ["/score", "/score_lines"]))
 class LogAnomalyDetector(ModelService):
     """The `log-anomaly-detector` champion, pinned when the service was built."""
 
-    project, pinned = "anomaly", PINNED
+    project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
     def load(self) -> None:
@@ -198,4 +199,4 @@ class LogAnomalyDetector(ModelService):
         return LineScores(sessions=verdicts, parsed=parsed, model_version=self.version)
 
 
-LogAnomalyDetector.add_asgi_middleware(BodyGuard)
+add_middleware(LogAnomalyDetector, config.NAME)

@@ -12,9 +12,10 @@ from typing import Annotated, Any
 import bentoml
 from pydantic import BaseModel, Field
 
-from services.common import BodyGuard, ModelService, error, read_pinned, service_options
+from projects.recommend import config
+from services.common import ModelService, add_middleware, error, read_pinned, service_options
 
-PINNED = read_pinned("recommend")
+PINNED = read_pinned(config.NAME)
 MAX_K = 100
 Id = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
 K = Annotated[int, Field(strict=True, ge=1, le=MAX_K, description=f"How many items, 1..{MAX_K}.")]
@@ -45,11 +46,13 @@ def items_of(found: list[Any]) -> list[Item]:
     return [Item(item_id=i.item_id, title=i.title, score=i.score) for i in found]
 
 
-@bentoml.service(**service_options("recommend", PINNED, 3002, ["/recommend", "/similar_items"]))
+@bentoml.service(
+    **service_options(config.NAME, PINNED, config.PORT, ["/recommend", "/similar_items"])
+)
 class MovieRecommender(ModelService):
     """The `recommender` champion, pinned when the service was built."""
 
-    project, pinned = "recommend", PINNED
+    project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
     def load(self) -> None:
@@ -113,4 +116,4 @@ class MovieRecommender(ModelService):
         )
 
 
-MovieRecommender.add_asgi_middleware(BodyGuard)
+add_middleware(MovieRecommender, config.NAME)

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
-from services.common import BodyGuard, ModelService, read_pinned, service_options
+from projects.spam import config
+from services.common import ModelService, add_middleware, read_pinned, service_options
 
-PINNED = read_pinned("spam")
+PINNED = read_pinned(config.NAME)
 MAX_TEXTS = 1000
 MAX_CHARACTERS = 5000
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARACTERS)]
@@ -44,11 +45,11 @@ class Classification(BaseModel):
 INLINE_CHARACTERS = 2000
 
 
-@bentoml.service(**service_options("spam", PINNED, 3001, ["/classify"]))
+@bentoml.service(**service_options(config.NAME, PINNED, config.PORT, ["/classify"]))
 class SpamClassifier(ModelService):
     """The `spam-classifier` champion, pinned when the service was built."""
 
-    project, pinned = "spam", PINNED
+    project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
     def load(self) -> None:
@@ -109,4 +110,4 @@ class SpamClassifier(ModelService):
         return Classification(results=results, model_version=self.version)
 
 
-SpamClassifier.add_asgi_middleware(BodyGuard)
+add_middleware(SpamClassifier, config.NAME)

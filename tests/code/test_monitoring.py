@@ -13,7 +13,7 @@ import pytest
 from monitoring import window as w
 from monitoring.metrics import quality
 from monitoring.monitor import judge, last_time, load_reference, sample
-from monitoring.specs import SPECS
+from monitoring.specs import specs
 from projects.anomaly.reference import session_features
 from projects.core import reference as ref
 from projects.core.reference import MonitorParams
@@ -114,9 +114,9 @@ def test_a_reference_without_a_current_column_is_a_mismatch(tmp_path) -> None:
                           "spam_probability": [0.1], "label": ["ham"]})  # fmt: skip
     ref.write(tmp_path, frame, {"vocabulary": []})
     with pytest.raises(w.ReferenceMismatchError, match=r"missing column\(s\) \['oov_rate'\]"):
-        load_reference(SPECS["spam"], tmp_path)
+        load_reference(specs()["spam"], tmp_path)
     with pytest.raises(w.MonitorError, match="no reference"):
-        load_reference(SPECS["spam"], tmp_path / "none")
+        load_reference(specs()["spam"], tmp_path / "none")
 
 
 def test_the_latest_feedback_label_wins_and_bad_lines_are_skipped(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""Folding labelled production data into the raw data: the pure functions of monitoring.retrain."""
+"""Folding labelled production data into the raw data: the pure functions of monitoring.retrain
+and of the projects' feedback modules."""
 
 from __future__ import annotations
 
@@ -8,20 +9,17 @@ import pytest
 from monitoring.retrain import (
     TRUTH,
     append_lines,
-    block_truth,
-    csv_safe,
     data_version,
     decision_summary,
     failure_message,
     join,
-    new_labels,
-    new_log_lines,
-    new_messages,
     retrain,
 )
 from monitoring.window import parse_lines, read_jsonl
+from projects.anomaly.feedback import block_truth, new_labels, new_log_lines
 from projects.core.cli import StageError
 from projects.spam.data import read_messages, write_messages
+from projects.spam.feedback import csv_safe, new_messages
 
 SPAM_LABELS = ("ham", "spam")
 

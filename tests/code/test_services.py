@@ -12,8 +12,8 @@ import yaml
 
 from projects.core import paths
 from projects.core.cli import StageError
+from projects.core.project import discover
 from services.common import BodyGuard, RequestLog, read_pinned
-from services.serve import SERVICES
 
 
 def test_the_request_log_writes_what_gathered_and_everything_on_close(tmp_path) -> None:
@@ -107,14 +107,15 @@ def _locked_versions() -> dict[str, str]:
     return {package["name"]: package["version"] for package in lock["package"]}
 
 
-@pytest.mark.parametrize("project", list(SERVICES))
+@pytest.mark.parametrize("project", [p.name for p in discover() if p.has_service()])
 def test_each_bentofile_builds_its_service_with_the_locked_versions(project) -> None:
     bentofile = yaml.safe_load((paths.ROOT / "services" / project / "bentofile.yaml").read_text())
-    assert bentofile["service"] == SERVICES[project]
+    service = bentofile["service"]
+    assert service.startswith(f"services.{project}."), "a project serves its own service"
     locked = _locked_versions()
     for requirement in bentofile["python"]["packages"]:
         name, version = requirement.split("==")
         assert locked[name] == version, f"{name}: bentofile {version}, uv.lock {locked[name]}"
-    module = Path(*SERVICES[project].split(":")[0].split(".")).with_suffix(".py")
+    module = Path(*service.split(":")[0].split(".")).with_suffix(".py")
     included = bentofile["include"]
     assert any(Path(module).match(pattern) for pattern in included)

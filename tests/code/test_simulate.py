@@ -13,14 +13,16 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 
 from monitoring import config
 from monitoring import simulate as sim
 from projects.anomaly import config as anomaly_config
+from projects.anomaly import production as anomaly_traffic
 from projects.anomaly.parsing import LINE, UNKNOWN, Templates, blocks_in, content_of
 from projects.core.cli import StageError
+from projects.recommend import production as recommend_traffic
 from projects.recommend.reference import SIMILAR_ITEMS_SHARE, K
+from projects.spam import production as spam_traffic
 
 # --- synthetic held-out data --------------------------------------------------------------------
 
@@ -33,7 +35,7 @@ def messages() -> pd.DataFrame:
 
 
 @pytest.fixture
-def pool() -> sim.RecommendPool:
+def pool() -> recommend_traffic.RecommendPool:
     # items 1..10: 1..6 old and much rated, 7..10 recent; 9 and 10 little rated (the median is 6)
     items = pd.DataFrame({
         "item_id": range(1, 11),
@@ -47,7 +49,7 @@ def pool() -> sim.RecommendPool:
     train.loc[len(train)] = (50, 1)  # the largest user id, known only from training
     # item 99 is not in the catalogue: it must never be asked for
     test = pd.DataFrame({"user_id": [1, 2, 2, 3, 4, 4], "item_id": [1, 1, 2, 3, 99, 4]})
-    return sim.recommend_pool(test, train, items)
+    return recommend_traffic.recommend_pool(test, train, items)
 
 
 def synthetic_log(n_blocks: int, anomalies: int) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -69,7 +71,7 @@ def synthetic_log(n_blocks: int, anomalies: int) -> tuple[pd.DataFrame, dict[str
     lines.append("081109 205959 42 INFO dfs.FSNamesystem: BLOCK* ask 10.0.0.1:50010 to delete "
                  "blk_1000 blk_1001")  # fmt: skip
     frame = pd.DataFrame(sessions, columns=["BlockId", "Label", "Events"])
-    return frame, sim.block_lines(lines, frame["BlockId"])
+    return frame, anomaly_traffic.block_lines(lines, frame["BlockId"])
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def new_lines(block: sim.Block) -> list[str]:
+def new_lines(block: anomaly_traffic.Block) -> list[str]:
     return [line for line in block.lines if "Slow BlockReceiver" in line]
 
 
@@ -99,19 +101,19 @@ def test_sample_is_without_replacement_while_possible(size, n) -> None:
 @pytest.mark.parametrize("n", [1, 17, 60])
 @pytest.mark.parametrize("s", [0.0, 0.5, 1.0])
 def test_each_window_has_exactly_n_predictions(messages, pool, held_out_log, n, s) -> None:
-    spam = sim.spam_requests(messages, n, s, rng())
+    spam = spam_traffic.spam_requests(messages, n, s, rng())
     assert len(spam.texts) == len(spam.labels) == n
-    assert len(sim.recommend_requests(pool, n, s, rng())) == n
-    requests = sim.anomaly_requests(*held_out_log, n, s, rng(), batch=7)
+    assert len(recommend_traffic.recommend_requests(pool, n, s, rng())) == n
+    requests = anomaly_traffic.anomaly_requests(*held_out_log, n, s, rng(), batch=7)
     assert sum(map(len, requests)) == n
     assert all(1 <= len(blocks) <= 7 for blocks in requests)
 
 
 def test_the_same_seed_gives_the_same_requests(messages, pool, held_out_log) -> None:
     for build, data in [
-        (sim.spam_requests, (messages,)),
-        (sim.recommend_requests, (pool,)),
-        (sim.anomaly_requests, held_out_log),
+        (spam_traffic.spam_requests, (messages,)),
+        (recommend_traffic.recommend_requests, (pool,)),
+        (anomaly_traffic.anomaly_requests, held_out_log),
     ]:
         assert build(*data, 40, 0.7, rng(3)) == build(*data, 40, 0.7, rng(3))
         assert build(*data, 40, 0.7, rng(3)) != build(*data, 40, 0.7, rng(4))
@@ -121,7 +123,7 @@ def test_the_same_seed_gives_the_same_requests(messages, pool, held_out_log) -> 
 
 
 def test_spam_without_drift_is_held_out_messages_with_their_labels(messages) -> None:
-    window = sim.spam_requests(messages, 60, 0.0, rng())
+    window = spam_traffic.spam_requests(messages, 60, 0.0, rng())
     truth = dict(zip(messages["text"], messages["label"], strict=True))
     assert window.campaign == 0
     assert [truth[text] for text in window.texts] == window.labels
@@ -129,7 +131,7 @@ def test_spam_without_drift_is_held_out_messages_with_their_labels(messages) -> 
 
 @pytest.mark.parametrize(("s", "campaign"), [(0.5, 30), (1.0, 60)])
 def test_spam_drift_replaces_a_share_by_long_campaign_spam(messages, s, campaign) -> None:
-    window = sim.spam_requests(messages, 100, s, rng())
+    window = spam_traffic.spam_requests(messages, 100, s, rng())
     new = [(t, label) for t, label in zip(window.texts, window.labels, strict=True)
            if t not in set(messages["text"])]  # fmt: skip
     assert window.campaign == len(new) == campaign
@@ -142,14 +144,20 @@ def test_spam_drift_replaces_a_share_by_long_campaign_spam(messages, s, campaign
 def test_campaign_messages_keep_to_their_lengths_and_vocabulary() -> None:
     generator = rng()
     for _ in range(300):
-        text = sim.campaign_message(generator)
-        assert sim.CAMPAIGN_LENGTH[0] <= len(text) <= sim.CAMPAIGN_LENGTH[1]
-        assert len(set(re.findall(r"[a-z0-9]+", text.lower())) & set(sim.CAMPAIGN_VOCABULARY)) >= 3
+        text = spam_traffic.campaign_message(generator)
+        assert spam_traffic.CAMPAIGN_LENGTH[0] <= len(text) <= spam_traffic.CAMPAIGN_LENGTH[1]
+        assert (
+            len(set(re.findall(r"[a-z0-9]+", text.lower())) & set(spam_traffic.CAMPAIGN_VOCABULARY))
+            >= 3
+        )
 
 
 def test_the_campaign_vocabulary_is_new_to_the_sms_collection(spam_messages) -> None:
     known = set(re.findall(r"[a-z0-9]+", " ".join(spam_messages["text"]).lower()))
-    new = {*sim.CAMPAIGN_VOCABULARY, *(brand.lower() for brand in sim.CAMPAIGN_BRANDS)}
+    new = {
+        *spam_traffic.CAMPAIGN_VOCABULARY,
+        *(brand.lower() for brand in spam_traffic.CAMPAIGN_BRANDS),
+    }
     assert not new & known
 
 
@@ -164,7 +172,7 @@ def test_the_pool_holds_held_out_users_catalogue_items_and_recent_little_rated_o
 
 
 def test_recommend_without_drift_is_the_reference_mix_of_known_users_and_items(pool) -> None:
-    calls = sim.recommend_requests(pool, 100, 0.0, rng())
+    calls = recommend_traffic.recommend_requests(pool, 100, 0.0, rng())
     similar = [c.body["item_id"] for c in calls if c.route == "similar_items"]
     users = [c.body["user_id"] for c in calls if c.route == "recommend"]
     assert len(similar) == round(SIMILAR_ITEMS_SHARE * 100)
@@ -174,13 +182,19 @@ def test_recommend_without_drift_is_the_reference_mix_of_known_users_and_items(p
 
 
 def test_recommend_drift_brings_new_users_and_recent_items(pool) -> None:
-    calls = sim.recommend_requests(pool, 100, 1.0, rng())
+    calls = recommend_traffic.recommend_requests(pool, 100, 1.0, rng())
     similar = [c.body["item_id"] for c in calls if c.route == "similar_items"]
     users = [c.body["user_id"] for c in calls if c.route == "recommend"]
-    assert len(similar) == round((SIMILAR_ITEMS_SHARE + sim.EXTRA_SIMILAR_SHARE) * 100)
-    assert sum(u > pool.max_user for u in users) == round(sim.NEW_USER_SHARE * len(users))
+    assert len(similar) == round(
+        (SIMILAR_ITEMS_SHARE + recommend_traffic.EXTRA_SIMILAR_SHARE) * 100
+    )
+    assert sum(u > pool.max_user for u in users) == round(
+        recommend_traffic.NEW_USER_SHARE * len(users)
+    )
     assert set(users) - set(pool.users.tolist()) == {u for u in users if u > pool.max_user}
-    assert sum(item in (9, 10) for item in similar) >= round(sim.EXTRA_SIMILAR_SHARE * 100)
+    assert sum(item in (9, 10) for item in similar) >= round(
+        recommend_traffic.EXTRA_SIMILAR_SHARE * 100
+    )
     assert max(u for u in users) <= 2**31 - 1
 
 
@@ -198,7 +212,9 @@ def test_block_lines_keeps_log_order_and_skips_what_is_not_a_log_line(held_out_l
 def test_anomaly_without_drift_replays_held_out_blocks_at_the_base_share(held_out_log) -> None:
     sessions, lines = held_out_log
     blocks = [
-        b for request in sim.anomaly_requests(sessions, lines, 40, 0.0, rng()) for b in request
+        b
+        for request in anomaly_traffic.anomaly_requests(sessions, lines, 40, 0.0, rng())
+        for b in request
     ]
     labels = dict(zip(sessions["BlockId"], sessions["Label"], strict=True))
     assert sum(b.label == "Anomaly" for b in blocks) == round(0.1 * 40)
@@ -207,14 +223,16 @@ def test_anomaly_without_drift_replays_held_out_blocks_at_the_base_share(held_ou
         assert block.label == labels[block.source]
         assert not block.new_template and not new_lines(block)
         assert [line.replace(block.block_id, "B") for line in block.lines] == [
-            sim.BLOCK_RUN.sub("B", line) for line in lines[block.source]
+            anomaly_traffic.BLOCK_RUN.sub("B", line) for line in lines[block.source]
         ]
 
 
 def test_anomaly_drift_raises_the_anomaly_share_and_adds_a_new_template(held_out_log) -> None:
-    blocks = [b for r in sim.anomaly_requests(*held_out_log, 200, 1.0, rng()) for b in r]
-    assert sum(b.label == "Anomaly" for b in blocks) == round(sim.ANOMALY_SHARE * 200)
-    assert sum(b.new_template for b in blocks) == round(sim.NEW_TEMPLATE_SHARE * 200)
+    blocks = [
+        b for r in anomaly_traffic.anomaly_requests(*held_out_log, 200, 1.0, rng()) for b in r
+    ]
+    assert sum(b.label == "Anomaly" for b in blocks) == round(anomaly_traffic.ANOMALY_SHARE * 200)
+    assert sum(b.new_template for b in blocks) == round(anomaly_traffic.NEW_TEMPLATE_SHARE * 200)
     for block in blocks:
         assert len(new_lines(block)) == int(block.new_template)
         stamps = [LINE.match(line)["time"] for line in block.lines]
@@ -222,7 +240,7 @@ def test_anomaly_drift_raises_the_anomaly_share_and_adds_a_new_template(held_out
 
 
 def test_every_line_of_a_request_names_its_block_and_no_block_repeats(held_out_log) -> None:
-    requests = sim.anomaly_requests(*held_out_log, 300, 1.0, rng(), batch=20)
+    requests = anomaly_traffic.anomaly_requests(*held_out_log, 300, 1.0, rng(), batch=20)
     ids = [b.block_id for request in requests for b in request]
     assert len(set(ids)) == len(ids) == 300  # so none repeats within a request either
     assert not set(ids) & set(held_out_log[1])
@@ -237,7 +255,9 @@ def test_the_id_generator_changes_only_the_block_ids(held_out_log) -> None:
     first, second = (
         [
             b
-            for r in sim.anomaly_requests(*held_out_log, 60, 1.0, rng(1), id_rng=rng(seed))
+            for r in anomaly_traffic.anomaly_requests(
+                *held_out_log, 60, 1.0, rng(1), id_rng=rng(seed)
+            )
             for b in r
         ]
         for seed in (5, 6)
@@ -260,7 +280,7 @@ def test_the_new_line_is_an_hdfs_line_inside_the_block_of_no_known_template() ->
         "terminating",
     ]
     for seed in range(20):
-        out = sim.with_new_template(lines, "blk_7", rng(seed))
+        out = anomaly_traffic.with_new_template(lines, "blk_7", rng(seed))
         (new,) = set(out) - set(lines)
         found = LINE.match(new)
         assert found["level"] == "WARN"
@@ -300,7 +320,7 @@ def service(project: str, handler) -> sim.Service:
 def test_errors_name_the_project_route_status_and_body(project, status, fails) -> None:
     broken = service(project, lambda request: httpx.Response(status, json={"error": "nope"}))
     if not fails:
-        assert broken.post("similar_items", {"item_id": 99999, "k": K}) is None
+        assert broken.post("similar_items", {"item_id": 99999, "k": K}, missing_ok=True) is None
         return
     with pytest.raises(StageError, match=rf"{project} .*{status}.*POST /route.*nope"):
         broken.post("route", {})
@@ -343,9 +363,11 @@ def fake_recommend(request: httpx.Request) -> httpx.Response:
 
 
 def test_anomaly_predictions_carry_their_blocks_true_labels(held_out_log, tmp_path) -> None:
-    requests = sim.anomaly_requests(*held_out_log, 30, 1.0, rng())
+    requests = anomaly_traffic.anomaly_requests(*held_out_log, 30, 1.0, rng())
     log = tmp_path / "cluster.log"
-    predictions, stats = sim.send_anomaly(service("anomaly", fake_anomaly), requests, log)
+    predictions, stats = anomaly_traffic.send_anomaly(
+        service("anomaly", fake_anomaly), requests, log
+    )
     labels = {b.block_id: b.label for request in requests for b in request}
     assert [(p, label) for p, label in predictions] == [
         (p, labels[p.split("-", 1)[1]]) for p, _ in predictions
@@ -363,7 +385,11 @@ def test_simulate_sends_every_window_writes_labels_and_monitors_all_but_the_last
     monkeypatch.setattr(sim, "FLUSH_WAIT", 0)
     monitored = []
     monkeypatch.setattr(sim, "run_monitoring", monitored.append)
-    held_out = {"spam": messages, "recommend": pool, "anomaly": sim.AnomalyHeldOut(*held_out_log)}
+    held_out = {
+        "spam": messages,
+        "recommend": pool,
+        "anomaly": anomaly_traffic.AnomalyHeldOut(*held_out_log),
+    }
     handlers = {"spam": fake_spam, "recommend": fake_recommend, "anomaly": fake_anomaly}
     services = {project: service(project, handlers[project]) for project in held_out}
     totals = sim.simulate(held_out, services, 20, 3, True, 0, 0.5)
@@ -374,18 +400,11 @@ def test_simulate_sends_every_window_writes_labels_and_monitors_all_but_the_last
     for project in ("spam", "anomaly"):
         (feedback,) = config.feedback_dir(project).glob("*.jsonl")
         assert len(feedback.read_text().splitlines()) == 30
-    (cluster_log,) = config.cluster_log_dir().glob("*.log")
+    (cluster_log,) = anomaly_traffic.cluster_log_dir().glob("*.log")
     assert len(cluster_log.read_text().splitlines()) == totals["anomaly"]["lines"]
 
 
 # --- the command line's helpers -----------------------------------------------------------------
-
-
-def test_projects_default_to_all_and_are_checked() -> None:
-    assert sim.chosen_projects(None) == list(config.PROJECTS)
-    assert sim.chosen_projects(["anomaly", "spam", "anomaly"]) == ["anomaly", "spam"]
-    with pytest.raises(typer.BadParameter, match="nope"):
-        sim.chosen_projects(["spam", "nope"])
 
 
 def test_a_closed_window_is_monitored(monkeypatch) -> None:

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from projects.core.cli import StageError
-from services.serve import SERVICES, Server, start, stop, wait_ready
+from projects.core.project import discover
+from services.serve import Server, start, stop, wait_ready
 from tests.repo_copy import run_in
 
 # a little over the request log's flush interval (services.common.RequestLog)
@@ -76,15 +77,16 @@ def services(repo, tmp_path_factory) -> dict[str, Service]:
     here = tmp_path_factory.mktemp("services")
     env = env | {"BENTOML_HOME": str(root / "bentoml"), "MONITORING_DIR": str(here / "monitoring")}
     run_in(root, env, sys.executable, "-m", "services.pin")
+    served = [project.name for project in discover() if project.has_service()]
     servers = [
         start(project, "127.0.0.1", free_port(), root, env, here / f"{project}.log")
-        for project in SERVICES
+        for project in served
     ]
     try:
         wait_ready(servers, timeout=180)
     except StageError as exc:
         stop(servers)
-        logs = "\n".join((here / f"{p}.log").read_text()[-2000:] for p in SERVICES)
+        logs = "\n".join((here / f"{p}.log").read_text()[-2000:] for p in served)
         pytest.fail(f"{exc}\n{logs}")
     running = {
         s.project: Service(

@@ -4,6 +4,7 @@ with a 4xx JSON body that names the problem, never a 5xx or an ERROR in the serv
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -86,3 +87,36 @@ def test_client_errors_are_not_logged_as_server_errors(services, project) -> Non
     for content, content_type in ((b"{not json", "application/json"), (b"{}", "application/json")):
         assert _raw(services[project], route, content, content_type).status_code == 400
     assert services[project].errors_logged() == []
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_every_request_is_in_the_access_log_refused_ones_too(services, project) -> None:
+    from projects.core.accesslog import escape
+
+    route, body = ROUTES[project]
+    service, agent = services[project], f"access-log-test/{project}"
+    headers = {"User-Agent": agent}
+    sent = _raw(service, route, json.dumps(body).encode(), "application/json", **headers)
+    assert sent.status_code == 200
+    assert _raw(service, route, b"{}", "text/plain", **headers).status_code == 415
+    assert service.client.get("/no/such/route?q=1", headers=headers).status_code == 404
+    access = service.requests_dir.parent / "access"
+    wanted = [f'"POST {route} HTTP/1.1" 415 ', '"GET /no/such/route?q=1 HTTP/1.1" 404 ']
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [
+            line
+            for path in sorted(access.glob("*.log"))
+            for line in path.read_text().splitlines()
+            if f'"{agent}"' in line
+        ]
+        if all(any(w in line for line in lines) for w in wanted):
+            break
+        time.sleep(0.2)
+    assert all(any(w in line for line in lines) for w in wanted), lines
+    refused = next(line for line in lines if " 415 " in line)
+    # refused on its content type before the body was read: no body field, then the time taken
+    assert refused.startswith("127.0.0.1 - - [") and f'"{agent}" "-" ' in refused
+    assert refused.split()[-1].replace(".", "").isdigit()
+    answered = next(line for line in lines if '" 200 ' in line and route in line)
+    assert escape(json.dumps(body)) in answered

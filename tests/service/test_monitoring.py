@@ -20,12 +20,13 @@ import httpx
 import pytest
 
 from projects.core import paths
+from projects.core.project import discover
 from tests.repo_copy import run_in
 from tests.service.conftest import free_port
 
 pytestmark = pytest.mark.service
 
-PROJECTS = ("spam", "recommend", "anomaly")
+PROJECTS = tuple(project.name for project in discover())
 REQUESTS = "600"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", paths.ROOT / "test-artifacts"))
 
@@ -36,7 +37,7 @@ def monitoring(repo, services) -> tuple[Path, dict[str, str], list[str]]:
     root, env = repo
     directory = services["spam"].requests_dir.parents[1]
     env = env | {"MONITORING_DIR": str(directory)}
-    ports = [a for p, s in services.items() for a in (f"--{p}-port", str(s.server.port))]
+    ports = [a for p, s in services.items() for a in ("--port", f"{p}={s.server.port}")]
     monitor(root, env)  # close the window of the other service tests' requests
     return root, env, ports
 

@@ -1,9 +1,9 @@
 """Recommender quality over 3 split seeds, beside Microsoft Recommenders' ML-100K table; speed.
 
-Run: `make bench` (or `python -m bench.recommend_quality`). Each seed makes the pipeline's own
-per-user 75/25 split and validation carve, searches the grid of params.yaml on validation only,
-refits the best point on all of train and scores it once on that seed's test split.
-"""
+Run: `make bench BENCH=recommend` (or `python -m projects.recommend.bench`). Each seed makes the
+pipeline's own per-user 75/25 split and validation carve, searches the grid of params.yaml on
+validation only, refits the best point on all of train and scores it once on that seed's test
+split."""
 
 from __future__ import annotations
 

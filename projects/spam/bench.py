@@ -1,9 +1,8 @@
 """Spam classifier quality over 5 split seeds, beside Almeida et al. (2011); and its speed.
 
-Run: `make bench` (or `python -m bench.spam_quality`). Each seed makes the pipeline's own 70/30
-stratified split, trains the default model (params.yaml, chosen by cross-validation on a
-training split only) and scores it once on that seed's test split.
-"""
+Run: `make bench BENCH=spam` (or `python -m projects.spam.bench`). Each seed makes the pipeline's
+own 70/30 stratified split, trains the default model (params.yaml, chosen by cross-validation on a
+training split only) and scores it once on that seed's test split."""
 
 from __future__ import annotations
 

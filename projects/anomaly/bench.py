@@ -1,6 +1,6 @@
 """Log anomaly detection quality over 3 simulator seeds, beside loglizer's table; and speed.
 
-Run: `make bench BENCH=anomaly` (or `python -m bench.anomaly_quality`). Each seed simulates its
+Run: `make bench BENCH=anomaly` (or `python -m projects.anomaly.bench`). Each seed simulates its
 own log (params.yaml's size and anomaly share), and the pipeline's prepare and train run on it.
 Then the detector and the supervised model are scored once on that seed's test split.
 """
