@@ -89,7 +89,7 @@ bento: setup ## Build a Bento of each champion's service into BENTOML_HOME (see 
 	@for project in $(call projects-with,service); do \
 	  bentoml build --output tag -f services/$$project/bentofile.yaml . || exit 1; done
 
-simulate: setup ## Send held-out traffic to the running services (REQUESTS=1000 WINDOWS=1; DRIFT=1 drifts it)
+simulate: setup ## Send held-out requests to the running services (REQUESTS=1000 WINDOWS=1; DRIFT=1 drifts them; ABUSE=1 adds abusive clients)
 	python -m monitoring.simulate --requests $(REQUESTS) --windows $(WINDOWS) \
 	  $(if $(filter 1,$(DRIFT)),--drift,--no-drift) --host $(HOST)
 

@@ -15,6 +15,10 @@ ROUTES = {
     "spam": ("/classify", {"texts": ["See you at lunch?"]}),
     "recommend": ("/recommend", {"user_id": 1, "k": 3}),
     "anomaly": ("/score", {"sessions": [{"block_id": "blk_1", "events": ["E1", "E2"]}]}),
+    "traffic": (
+        "/analyze",
+        {"lines": ['192.0.2.1 - - [11/Mar/2024:10:15:32 +0000] "GET / HTTP/1.1" 200 9']},
+    ),
 }
 PROJECTS = list(ROUTES)
 

@@ -1,0 +1,1 @@
+"""API request pattern analysis on HTTP access logs (default data: a simulator)."""
