@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from projects.core.cli import StageError
 from projects.traffic.clients import ClientModel
 from projects.traffic.logformat import COLUMNS, endpoint
 from projects.traffic.requests_model import RequestModel
@@ -107,6 +108,13 @@ class Analyzer:
     @classmethod
     def load(cls, path: Path) -> Analyzer:
         """Read what `save` wrote (no pickled objects are accepted)."""
-        with np.load(path, allow_pickle=False) as arrays:
-            parts = {name: io.BytesIO(arrays[name].tobytes()) for name in PARTS}
-        return cls(RequestModel.load(parts["requests"]), ClientModel.load(parts["clients"]))
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                parts = {name: io.BytesIO(arrays[name].tobytes()) for name in PARTS}
+            return cls(RequestModel.load(parts["requests"]), ClientModel.load(parts["clients"]))
+        except (KeyError, ValueError, OSError) as exc:
+            # a state another version of this code wrote lacks or misnames arrays
+            raise StageError(
+                f"{path}: not an analyzer state this code can read ({type(exc).__name__}: {exc});"
+                " retrain it with the current code (`make repro`)"
+            ) from None

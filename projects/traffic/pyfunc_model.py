@@ -5,9 +5,10 @@ unpickles nothing: the state is the `.npz` artifact that `Analyzer.load` reads. 
 end with `set_model`, which is how MLflow finds the model object.
 
 `predict` takes a DataFrame with a `log_line` column of access-log lines (Combined Log Format,
-optionally with the request body as a last field), or the parsed columns of
-`projects.traffic.logformat.COLUMNS`, and returns a verdict per request; the client verdicts come
-from the unwrapped model: `pyfunc.unwrap_python_model().analyzer.analyze(frame).clients`.
+optionally with the request body as a last field; the logged signature) and returns a verdict
+per request. The unwrapped model (`pyfunc.unwrap_python_model()`) also takes the parsed columns
+of `projects.traffic.logformat.COLUMNS`, and its analyzer gives the client verdicts:
+`.analyzer.analyze(frame).clients`.
 """
 
 from __future__ import annotations
