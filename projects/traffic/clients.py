@@ -91,7 +91,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("distinct_paths", "high", 0.05, "distinct paths / requests (shrunk)"),
     Feature("paths_per_endpoint", "high", 0.3, "log of distinct paths per distinct endpoint"),
     Feature("static_share", "low", 0.05, "share of static assets (styles, scripts, images)"),
-    Feature("robots", "high", 0.5, "1 if it read /robots.txt"),
+    Feature("robots", "both", 0.25, "1 if it read /robots.txt (bots that do are the polite ones)"),
     Feature("sequential_ids", "high", 0.05, "share of id/page steps of +1 on one endpoint"),
     Feature("transition_nll", "high", 1.0, "mean -log P(endpoint | previous) under normal"),
     Feature("unknown_endpoints", "high", 0.05, "share of failed requests to unseen endpoints"),
@@ -174,31 +174,40 @@ def _starts(sorted_ids: np.ndarray) -> np.ndarray:
 # Per-request attributes, computed once per distinct value
 
 
-def _endpoints(method: pd.Series, path: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of the values, and the distinct values (as `pd.factorize`)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _endpoints(
+    method: np.ndarray, path_codes: np.ndarray, paths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's endpoint template, and whether it is a login attempt (a POST to a login route).
 
     `logformat.endpoint` runs once per distinct (method, path), not once per row.
     """
-    codes, uniques = pd.factorize(method.str.cat(path, sep=" "))
+    method_codes, methods = _codes(method)
+    width = max(len(paths), 1)
+    codes, pairs = pd.factorize(method_codes * width + path_codes)
     templates, login = [], []
-    for key in uniques:
-        m, _, p = key.partition(" ")
+    for pair in pairs:
+        m, p = methods[pair // width], paths[pair % width]
         templates.append(endpoint(m, p))
         login.append(m == "POST" and _LOGIN.search(p.lower()) is not None)
     return np.asarray(templates, dtype=object)[codes], np.asarray(login, dtype=bool)[codes]
 
 
-def _by_distinct(values: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
-    """The first group of `pattern` in each value as a float (NaN when absent)."""
-    codes, uniques = pd.factorize(values)
+def _number(uniques: np.ndarray, pattern: re.Pattern[str]) -> np.ndarray:
+    """The first group of `pattern` in each distinct value as a float (NaN when absent)."""
     found = pd.Series(uniques, dtype=object).str.extract(pattern, expand=False)
-    return pd.to_numeric(found, errors="coerce").to_numpy(np.float64)[codes]
+    return pd.to_numeric(found, errors="coerce").to_numpy(np.float64)
 
 
-def _matches(values: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
-    codes, uniques = pd.factorize(values)
-    hit = pd.Series(uniques, dtype=object).str.contains(pattern, regex=True)
-    return hit.to_numpy(bool)[codes]
+def _matches(uniques: np.ndarray, pattern: re.Pattern[str]) -> np.ndarray:
+    """Whether each distinct value matches `pattern`."""
+    hits = pd.Series(uniques, dtype=object).str.contains(pattern, regex=True, na=False)
+    return hits.to_numpy(bool)
 
 
 def _user_name(method: str, path: str, query: str, body: str, user: str) -> str:
@@ -222,7 +231,11 @@ class Transitions:
     P(next)`, where P(next) = (c(next) + alpha) / (N + alpha * (endpoints + 1)). So a known
     endpoint reached by an unusual path costs a little, an endpoint normal clients never used
     costs a lot (it gets only the smoothing mass), and a previous state never seen falls back
-    to P(next). Pair counts are kept sparse, so many endpoints cost no dense matrix.
+    to P(next). Endpoints used in fewer than `min_sessions` sessions count as unseen, so that
+    the unseen state's probability is learned from them (as Good-Turing estimates it), and one
+    request's surprisal is capped at `max_surprisal` nats: a client that keeps calling one route
+    nobody else uses (a new monitoring job) is unusual, not infinitely so. Pair counts are kept
+    sparse, so many endpoints cost no dense matrix.
     """
 
     def __init__(
@@ -324,6 +337,8 @@ class _Sorted:
     endpoint: np.ndarray  # endpoint template of each sorted request
     login: np.ndarray  # whether each sorted request is a login attempt
     ids: np.ndarray  # each session's id in the whole frame (`sessions`)
+    path: np.ndarray  # code of each sorted request's path in `paths`
+    paths: np.ndarray  # the distinct paths
 
 
 def _sorted_requests(frame: pd.DataFrame, idle: float, first: int | None) -> _Sorted:
@@ -331,11 +346,10 @@ def _sorted_requests(frame: pd.DataFrame, idle: float, first: int | None) -> _So
     if first is not None:
         keep = _rank(session) < first
         order, session = order[keep], session[keep]
-    method = frame["method"].iloc[order].reset_index(drop=True)
-    path = frame["path"].iloc[order].reset_index(drop=True)
-    templates, login = _endpoints(method, path)
+    path, paths = _codes(frame["path"].to_numpy()[order])
+    templates, login = _endpoints(frame["method"].to_numpy()[order], path, paths)
     starts = _starts(session)
-    return _Sorted(order, session, starts, templates, login, np.arange(len(starts)))
+    return _Sorted(order, session, starts, templates, login, np.arange(len(starts)), path, paths)
 
 
 def _shrunk(count: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -451,8 +465,9 @@ def _request_scores(
 ) -> dict[str, np.ndarray]:
     """The session's request scores, each distinct request (method, path, query, body) counted
     once: a poller that repeats one odd request is one odd request, not hundreds."""
-    text = rows["method"].str.cat(rows[["path", "query", "body"]].astype(str), sep=" ")
-    codes, _ = pd.factorize(text)
+    # a 64-bit hash of the request's text: factorizing the long strings themselves is slow
+    text = rows[["method", "path", "query", "body"]]
+    codes, _ = pd.factorize(pd.util.hash_pandas_object(text, index=False).to_numpy())
     pair = s.session * (int(codes.max(initial=0)) + 1) + codes
     _, first = np.unique(pair, return_index=True)  # sorted by session: stays grouped
     first = np.sort(first)
@@ -511,16 +526,15 @@ def _features(
     n = np.diff(np.r_[at, len(s.order)]).astype(float)
     rows = frame.iloc[s.order]
     t = rows["time"].to_numpy(np.float64)
-    path, query = rows["path"].reset_index(drop=True), rows["query"].reset_index(drop=True)
     method = rows["method"].to_numpy()
-    endpoint_codes, _ = pd.factorize(s.endpoint)
-    ids = _by_distinct(path, _PATH_ID)
-    pages = _by_distinct(query, _PAGE)
+    endpoint_codes, _ = _codes(s.endpoint)
+    query_codes, queries = _codes(rows["query"].to_numpy())
+    ids = _number(s.paths, _PATH_ID)[s.path]
+    pages = _number(queries, _PAGE)[query_codes]
     paged = np.isnan(ids) & ~np.isnan(pages)
     # a paging walk is a sequence of its own, apart from the endpoint's id path
     sequence_keys = np.where(paged, endpoint_codes + endpoint_codes.max() + 1, endpoint_codes)
-    url_codes, _ = pd.factorize(path)
-    distinct = _distinct_per_session(s.session, url_codes, len(at))
+    distinct = _distinct_per_session(s.session, s.path, len(at))
     endpoints = _distinct_per_session(s.session, endpoint_codes, len(at))
 
     def total(mask: np.ndarray) -> np.ndarray:
@@ -539,8 +553,8 @@ def _features(
     out |= _status_mix(status, s, n)
     out["distinct_paths"] = _shrunk(distinct, n)
     out["paths_per_endpoint"] = np.log(distinct / np.maximum(endpoints, 1))
-    out["static_share"] = total(_matches(path, _ASSET)) / n
-    out["robots"] = (total(_matches(path, _ROBOTS)) > 0).astype(float)
+    out["static_share"] = total(_matches(s.paths, _ASSET)[s.path]) / n
+    out["robots"] = (total(_matches(s.paths, _ROBOTS)[s.path]) > 0).astype(float)
     out["sequential_ids"] = _sequential(s, np.where(paged, pages, ids), sequence_keys)
     if transitions is None:
         out["transition_nll"] = np.full(len(at), np.nan)
@@ -1067,6 +1081,8 @@ def _prefix(s: _Sorted, k: int, sessions: np.ndarray | None = None) -> _Sorted:
         s.endpoint[keep],
         s.login[keep],
         s.ids[session[starts]],
+        s.path[keep],
+        s.paths,
     )
 
 

@@ -1,7 +1,9 @@
-"""Stage `traffic-reference`: the champion's training requests as monitoring sees them.
+"""Stage `traffic-reference`: healthy requests as monitoring sees them, scored by the champion.
 
-The unsupervised analyzer was fitted on the normal clients' requests only, so those are its
-training data and the reference: healthy traffic, against which abuse shows as drift.
+The reference is healthy traffic, against which abuse shows as drift: the normal clients'
+requests of the validation split. The analyzer was fitted on the training split's, whose
+in-sample scores are lower than any new request's; the validation clients were held out of
+fitting (they only set the threshold), so their scores are what healthy production traffic gets.
 
 A request becomes its method, status class, number of parameters, query and body lengths, next
 to the champion's request score and flag. `window_frame` turns the service's request-log
@@ -70,13 +72,13 @@ def request_features(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def build(train: pd.DataFrame, analyzer: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+def build(requests: pd.DataFrame, analyzer: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The reference frame (features, the champion's scores and flags, the truth)."""
-    frame = request_features(train)
-    scores = analyzer.request_scores(train)
+    frame = request_features(requests)
+    scores = analyzer.request_scores(requests)
     frame[SCHEMA.prediction] = scores
     frame[SCHEMA.prediction_label] = np.where(scores > analyzer.request_threshold, FLAGGED, "false")
-    frame[TARGET] = np.where(train["is_attack"].to_numpy(dtype=bool), FLAGGED, "false")
+    frame[TARGET] = np.where(requests["is_attack"].to_numpy(dtype=bool), FLAGGED, "false")
     return frame, {"request_threshold": analyzer.request_threshold}
 
 
@@ -110,9 +112,9 @@ def main(
     model_record: Annotated[Path, typer.Option(help="model.json written by train.")] = (
         config.MODEL_DIR / "model.json"
     ),
-    train_file: Annotated[Path, typer.Option(help="The training split.")] = (
-        config.PREPARED_DIR / "train.parquet"
-    ),
+    requests_file: Annotated[
+        Path, typer.Option(help="Held-out requests (the validation split).")
+    ] = (config.PREPARED_DIR / "validation.parquet"),
     out_dir: Annotated[Path, typer.Option(help="Where the reference goes.")] = (
         paths.REFERENCE_DIR / config.NAME
     ),
@@ -122,7 +124,7 @@ def main(
 
     def from_champion(model_uri: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         analyzer = registry.load_pyfunc_model(model_uri).unwrap_python_model().analyzer
-        return build(normal_clients(pd.read_parquet(train_file)), analyzer)
+        return build(normal_clients(pd.read_parquet(requests_file)), analyzer)
 
     reference.run_stage(
         config.NAME, config.MODEL_NAME, model_record, out_dir, __file__, from_champion

@@ -233,7 +233,7 @@ def test_the_make_targets_run_the_two_commands(repo) -> None:
     analyze = run_in(root, env, "make", "-n", "analyze-traffic", "LOG=a b.log", "OUT=r.json")
     assert 'python -m projects.traffic.analyze --log "a b.log" --out "r.json"' in analyze.stdout
     plain = run_in(root, env, "make", "-n", "analyze-traffic")
-    assert plain.stdout.rstrip().endswith("python -m projects.traffic.analyze")
+    assert "python -m projects.traffic.analyze" in plain.stdout and "--log" not in plain.stdout
     csic = run_in(root, env, "make", "-n", "evaluate-requests", "CSIC=data/csic")
     assert 'python -m projects.traffic.csic_eval --csic "data/csic"' in csic.stdout
 
