@@ -33,11 +33,13 @@ from monitoring.simulate import (
 from projects.core.accesslog import format_line
 from projects.core.cli import StageError
 from projects.traffic import config
-from projects.traffic.reference import FLAGGED, request_features
+from projects.traffic.reference import FLAGGED, PREFIX, request_features
 from projects.traffic.simulator import ABUSE_KINDS
 
 NAME = config.NAME
 BATCH = 200  # lines per request to /analyze
+# each client's first requests at most, so that a window holds many clients, as the reference
+# does (`projects.traffic.reference.PREFIX`), not the whole day of a few heavy ones
 DRIFTED_ABUSE_SHARE = 0.5  # of requests, from abusive clients, at full drift
 LINE_FIELDS = [
     "client_ip", "time", "method", "path", "query", "protocol", "status", "bytes", "referrer",
@@ -72,7 +74,8 @@ def load() -> HeldOut:
 
 
 def choose_requests(held_out: HeldOut, n: int, s: float, rng: np.random.Generator) -> np.ndarray:
-    """About `n` requests, whole clients at a time in log order: normal clients only, or with
+    """About `n` requests, each client's first `PREFIX` at most, in log order: normal clients
+    only, or with
     `ABUSE=1` the held-out share of abusive clients' requests; drift `s` raises that share a
     share s of the way to one half."""
     frame = held_out.requests
@@ -87,7 +90,7 @@ def choose_requests(held_out: HeldOut, n: int, s: float, rng: np.random.Generato
         for name in clients[rng.permutation(len(clients))]:
             if taken >= quota:
                 break
-            rows = np.flatnonzero(client == name)[: quota - taken]
+            rows = np.flatnonzero(client == name)[: min(PREFIX, quota - taken)]
             chosen.append(rows)
             taken += len(rows)
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
