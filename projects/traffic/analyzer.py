@@ -20,7 +20,7 @@ import pandas as pd
 
 from projects.core.cli import StageError
 from projects.traffic.clients import ClientModel
-from projects.traffic.logformat import COLUMNS, endpoint
+from projects.traffic.logformat import endpoint
 from projects.traffic.requests_model import RequestModel
 
 PARTS = ("requests", "clients")
@@ -35,11 +35,6 @@ class Analysis:
 
     requests: pd.DataFrame  # REQUEST_COLUMNS, endpoint, score, threshold, flagged, reasons
     clients: pd.DataFrame  # client_ip, user_agent, start, end, requests, score, ...
-
-
-def empty_frame() -> pd.DataFrame:
-    """A parsed-request frame without rows, with the columns the models read."""
-    return pd.DataFrame({column: pd.Series(dtype=object) for column in COLUMNS})
 
 
 class Analyzer:
