@@ -637,6 +637,8 @@ class ClientModel:
 
     Args:
         fpr: the share of normal sessions the threshold may flag (held out, see `fit`).
+        early_fpr: the share of normal sessions that an early verdict may flag at any of their
+            beginnings (the early threshold's); `fpr` when not given.
         combine: "dominance", "knn" or "max".
         neighbours: how many nearest normal sessions a score averages over.
         cap: the largest |z| a feature can reach, so that one feature cannot be all of a score.
@@ -652,6 +654,7 @@ class ClientModel:
     def __init__(
         self,
         fpr: float = 0.01,
+        early_fpr: float | None = None,
         combine: str = "dominance",
         neighbours: int = 1,
         cap: float = 30.0,
@@ -663,6 +666,7 @@ class ClientModel:
         idle: float = IDLE,
     ) -> None:
         self.fpr = fpr
+        self.early_fpr = fpr if early_fpr is None else early_fpr
         self.combine = combine
         self.neighbours = neighbours
         self.cap = cap
@@ -721,7 +725,7 @@ class ClientModel:
         # threshold bounds the share of sessions with one, not the share of beginnings
         self.early_threshold_ = threshold_at(
             self._held_out(self.early_reference_, _clients(early), early["session"].to_numpy()),
-            self.fpr,
+            self.early_fpr,
         )
         return self
 
@@ -745,7 +749,7 @@ class ClientModel:
     def calibrate(self, normal: pd.DataFrame, early: bool = False) -> ClientModel:
         """Set the threshold (or the early one) so that at most `fpr` of these normal sessions
         (or beginnings of sessions) are flagged."""
-        threshold = threshold_at(self.score(normal, early), self.fpr)
+        threshold = threshold_at(self.score(normal, early), self.early_fpr if early else self.fpr)
         if early:
             self.early_threshold_ = threshold
         else:
@@ -914,6 +918,7 @@ class ClientModel:
     def _settings(self) -> dict[str, object]:
         return {
             "fpr": self.fpr,
+            "early_fpr": self.early_fpr,
             "combine": self.combine,
             "neighbours": self.neighbours,
             "cap": self.cap,

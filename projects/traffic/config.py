@@ -59,6 +59,17 @@ class TrainParams(Params):
     client_fpr: float = Field(
         gt=0, lt=1, description="False-positive rate on normal sessions the threshold allows."
     )
+    early_fpr: float = Field(
+        gt=0,
+        lt=1,
+        description="Share of normal sessions an early verdict (on first requests) may flag.",
+    )
+    folds: int = Field(
+        default=5,
+        ge=2,
+        le=20,
+        description="Folds of the training requests' cross-fitted scores (the client model's).",
+    )
     idle_minutes: float = Field(gt=0, description="A client's session ends after this idle.")
 
 

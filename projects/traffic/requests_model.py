@@ -805,11 +805,12 @@ class RequestModel:
         e_id = self._endpoint_index.get_indexer(batch.endpoint)
         known = e_id >= 0
         e = np.maximum(e_id, 0)
-        route_known = self._route_index.get_indexer(batch.route) >= 0
+        route = self._route_index.get_indexer(batch.route)
+        route_known = route >= 0
         n = batch.n
         out = {name: np.zeros(n) for name in REQUEST_TERMS}
         out["endpoint"] = np.where(~known & ~route_known, -math.log(self.endpoint_new_), 0.0)
-        r = np.maximum(self._route_index.get_indexer(batch.route), 0)
+        r = np.maximum(route, 0)
         out["method"] = np.where(~known & route_known, -np.log(self.method_new_[r]), 0.0)
         path_seen = self._path_index.get_indexer(batch.endpoint + SEP + batch.path_key) >= 0
         out["path"] = np.where(known & ~path_seen, -np.log(self.path_new_[e]), 0.0)
@@ -904,7 +905,7 @@ class RequestModel:
         numeric = self.numeric_[keys] & ~np.isnan(number)
         out["number"] = np.where(
             numeric,
-            _chebyshev(np.nan_to_num(number), self.num_mean_[keys], self.num_var_[keys]),
+            _chebyshev(np.where(numeric, number, 0.0), self.num_mean_[keys], self.num_var_[keys]),
             0.0,
         )
         out["distribution"] = self._distribution(chars, keys, n)

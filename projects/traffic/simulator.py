@@ -1789,18 +1789,22 @@ def flood(sim: Sim) -> None:
 
 
 def payload(sim: Sim) -> None:
-    """An otherwise normal visitor whose session carries a few payload requests."""
+    """An otherwise normal visitor each of whose visits (sessions) carries a few payload requests.
+
+    Every visit gets payloads of its own: a session that carried none would be an ordinary
+    visit labelled abusive, which no verdict on that session could catch.
+    """
     r = sim.r
     kinds = r.sample(PAYLOAD_KINDS, r.choice([1, 1, 2, 3]))
-    attack = Attack(kinds, r.randint(2, 14))
     web = r.random() < 0.6
     ua = browser_ua(r) if web or r.random() < 0.5 else app_ua(r)
     c = Client(sim.log.ip(), ua, "payload", enc=r.choice(["form", "uri", "loose"]))
-    if r.random() < 0.55:
-        for t in _sessions(sim, 1 + int(r.expovariate(2))):
+    browsing = r.random() < 0.55
+    for t in _sessions(sim, 1 + int(r.expovariate(2))):
+        attack = Attack(kinds, r.randint(2, 14))
+        if browsing:
             browse(sim, c, t, max(attack.left + 2, 2 + int(r.expovariate(1 / 9))), attack=attack)
-    else:
-        for t in _sessions(sim, 1 + int(r.expovariate(2))):
+        else:
             calls = max(2 * attack.left + 5, 15 + int(r.expovariate(1 / 40)))
             app_session(sim, c, t, calls, web, attack)
 
@@ -1864,7 +1868,11 @@ def _kinds(r: random.Random, clients: int, abuse_share: float) -> list[str]:
 
 
 def simulate(
-    clients: int, seed: int, hours: float = 24.0, abuse_share: float = 0.15
+    clients: int,
+    seed: int,
+    hours: float = 24.0,
+    abuse_share: float = 0.15,
+    only: str | None = None,
 ) -> tuple[list[str], pd.DataFrame]:
     """The access log's lines (sorted by time) and one label row per line.
 
@@ -1873,13 +1881,19 @@ def simulate(
         seed: the random seed; the same arguments give the same log.
         hours: the time the log spans (sessions that start late may run a little past it).
         abuse_share: the share of actors that are abusive.
+        only: every actor of this kind instead (`abuse_share` unused): many examples of one
+            kind against the same shop (the catalogue and names come from `seed` first), to
+            measure one kind's rates on more than the few a mixed log holds.
 
     Returns:
         The lines, and a frame `line, client_ip, user_agent, client_kind, request_kind,
         is_attack` in line order.
     """
     sim = Sim(seed, hours * 3600)
-    for kind in _kinds(sim.r, clients, abuse_share):
+    if only is not None and only not in ACTORS:
+        raise ValueError(f"unknown kind {only!r}; the kinds are {', '.join(ACTORS)}")
+    kinds = [only] * clients if only is not None else _kinds(sim.r, clients, abuse_share)
+    for kind in kinds:
         ACTORS[kind](sim)
     events = sorted(sim.log.events, key=lambda e: e.time)  # stable: ties keep their order
     lines = [

@@ -38,7 +38,6 @@ PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # What the logged model needs to be loaded elsewhere; its code also imports this repository's
 # `projects.traffic` package, so that must be installed there too.
 PACKAGES = ("mlflow", "numpy", "pandas")
-FOLDS = 2
 
 
 @dataclass
@@ -60,9 +59,9 @@ def cross_fitted_scores(frame: pd.DataFrame, params: config.TrainParams, seed: i
     unique, client = np.unique(
         (frame["client_ip"] + " " + frame["user_agent"]).to_numpy(), return_inverse=True
     )
-    folds = (np.random.default_rng(seed).permutation(len(unique)) % FOLDS)[client]
+    folds = (np.random.default_rng(seed).permutation(len(unique)) % params.folds)[client]
     scores = np.zeros(len(frame))
-    for fold in range(FOLDS):
+    for fold in range(params.folds):
         inside = folds == fold
         model = RequestModel(fpr=params.request_fpr, holdout=0, seed=seed).fit(frame[~inside])
         scores[inside] = model.score(frame[inside].reset_index(drop=True))
@@ -79,7 +78,10 @@ def train(
     requests.set_threshold(normal_validation, params.request_fpr)
     idle = params.idle_minutes * 60
     clients = ClientModel(
-        fpr=params.client_fpr, request_threshold=requests.threshold_, idle=idle
+        fpr=params.client_fpr,
+        early_fpr=params.early_fpr,
+        request_threshold=requests.threshold_,
+        idle=idle,
     ).fit(
         normal_train,
         cross_fitted_scores(normal_train, params, seed),

@@ -10,6 +10,7 @@ import pytest
 
 from projects.traffic import logformat as lf
 from projects.traffic import simulator as sim
+from projects.traffic.clients import sessions
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,28 @@ def test_labels_cover_every_line(small: tuple[list[str], pd.DataFrame]) -> None:
 def test_every_kind_is_present(small: tuple[list[str], pd.DataFrame]) -> None:
     _, labels = small
     assert set(labels["client_kind"]) == set(sim.NORMAL_KINDS) | set(sim.ABUSE_KINDS)
-    assert set(labels["request_kind"]) == set(sim.REQUEST_KINDS)
+    _, payloads = sim.simulate(clients=60, seed=3, only="payload")
+    kinds = set(labels["request_kind"]) | set(payloads["request_kind"])
+    assert kinds == set(sim.REQUEST_KINDS)
     normal_clients = labels["client_kind"].isin(sim.NORMAL_KINDS)
     assert (labels.loc[normal_clients, "is_attack"] == 0).all()
+
+
+def test_one_kind_alone() -> None:
+    _, labels = sim.simulate(clients=30, seed=3, only="dashboard")
+    assert set(labels["client_kind"]) == {"dashboard"}
+    assert labels.groupby(["client_ip", "user_agent"]).ngroups == 30
+    with pytest.raises(ValueError, match="unknown kind 'robot'"):
+        sim.simulate(clients=30, seed=3, only="robot")
+
+
+def test_every_visit_of_a_payload_client_carries_payloads() -> None:
+    """A visit without one would be an ordinary session labelled abusive."""
+    lines, labels = sim.simulate(clients=80, seed=5, only="payload")
+    frame = lf.read_lines(lines).frame
+    visits = pd.Series(labels["is_attack"].to_numpy()).groupby(sessions(frame)).sum()
+    assert len(visits) > 80  # some clients came back
+    assert (visits > 0).all()
 
 
 def test_a_client_has_one_kind(small: tuple[list[str], pd.DataFrame]) -> None:

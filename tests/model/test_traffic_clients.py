@@ -254,6 +254,21 @@ def test_calibrate_sets_the_threshold_at_the_target_rate(model, tmp_path) -> Non
     table = tuned.features(normal, np.zeros(len(normal)))
     share = tuned.calibrate(table).flagged(table).mean()
     assert 0.05 <= share <= 0.1
+    # the early threshold has a rate of its own, and the full one stays
+    early = tuned.features(normal, np.zeros(len(normal)), first=3)
+    tuned.early_fpr = 0.01
+    strict = tuned.calibrate(early, early=True).early_threshold_
+    tuned.early_fpr = 0.2
+    share_early = tuned.calibrate(early, early=True).flagged(early, early=True).mean()
+    assert 0 < share_early <= 0.2
+    assert tuned.early_threshold_ < strict
+    assert tuned.flagged(table).mean() == share
+
+
+def test_the_early_rate_defaults_to_the_full_one_and_is_saved(model, tmp_path) -> None:
+    assert ClientModel(fpr=0.003).early_fpr == 0.003
+    model.save(tmp_path / "clients.npz")
+    assert ClientModel.load(tmp_path / "clients.npz").early_fpr == model.early_fpr
 
 
 def test_a_scraper_is_caught_within_its_first_20_requests(model) -> None:
