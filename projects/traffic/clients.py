@@ -78,8 +78,10 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("requests", "none", 0.5, "log(1 + requests in the session)"),
     Feature("duration", "none", 0.5, "log(1 + seconds from first to last request)"),
-    Feature("rate", "high", 0.3, "log of requests per second, over duration + 60 s"),
-    Feature("burst", "high", 0.3, f"log(1 + most requests in any {BURST_WINDOW:g} s)"),
+    # rates within a factor of about two of a normal client's are noise: few dashboards are
+    # seen in training, and one that polls four panels where they polled two is still one
+    Feature("rate", "high", 0.6, "log of requests per second, over duration + 60 s"),
+    Feature("burst", "high", 0.6, f"log(1 + most requests in any {BURST_WINDOW:g} s)"),
     Feature("timing_cv", "low", 0.1, "coefficient of variation of inter-arrival times"),
     Feature("status_2xx", "low", 0.05, "share of 2xx answers"),
     Feature("status_3xx", "high", 0.05, "share of 3xx answers (shrunk)"),
@@ -747,8 +749,8 @@ class ClientModel:
         return self
 
     def calibrate(self, normal: pd.DataFrame, early: bool = False) -> ClientModel:
-        """Set the threshold (or the early one) so that at most `fpr` of these normal sessions
-        (or beginnings of sessions) are flagged."""
+        """Set the threshold so that at most `fpr` of these normal sessions are flagged (or the
+        early one: at most `early_fpr` of these beginnings of sessions)."""
         threshold = threshold_at(self.score(normal, early), self.early_fpr if early else self.fpr)
         if early:
             self.early_threshold_ = threshold

@@ -6,7 +6,8 @@ The unsupervised models see normal clients only (the client kinds of
   at `request_fpr` on the validation split's normal requests;
 - the client model learns normal sessions from both splits' normal clients. It reads the request
   scores as a feature, and those must be out of sample, as in use: the training requests' scores
-  are cross-fitted by client (each half scored by a model fitted on the other half).
+  are cross-fitted by client (each of `folds` parts scored by a model fitted on the others; with
+  few folds, the requests of a rare kind of client all look unseen).
 The supervised variants, fitted on the training split's labels, are logged to the same run for
 comparison; only the unsupervised analyzer is registered.
 """
