@@ -95,7 +95,12 @@ FEATURES: tuple[Feature, ...] = (
     Feature("static_share", "low", 0.05, "share of static assets (styles, scripts, images)"),
     Feature("robots", "both", 0.25, "1 if it read /robots.txt (bots that do are the polite ones)"),
     Feature("sequential_ids", "high", 0.05, "share of id/page steps of +1 on one endpoint"),
-    Feature("transition_nll", "high", 1.0, "mean -log P(endpoint | previous) under normal"),
+    Feature(
+        "transition_nll",
+        "high",
+        1.0,
+        "-log P(endpoint | previous) under normal, each distinct step once, per request",
+    ),
     Feature("unknown_endpoints", "high", 0.05, "share of failed requests to unseen endpoints"),
     Feature("login_attempts", "high", 0.5, "log(1 + POSTs to a login route)"),
     Feature("login_users", "high", 0.5, "log(1 + distinct user names tried on login)"),
@@ -429,6 +434,28 @@ def _sequential(s: _Sorted, ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return out
 
 
+def _distinct_transitions_nll(transitions: Transitions, s: _Sorted, n: np.ndarray) -> np.ndarray:
+    """Per session: the surprisal of its endpoint transitions, each distinct transition counted
+    once, per request.
+
+    A poller that cycles through panels no normal client polled in that order makes the same few
+    unseen transitions hundreds of times: one odd habit, not hundreds of odd steps (as a
+    repeated request counts once in the score features). A person's walk, whose steps are
+    mostly distinct, costs what it did.
+    """
+    nll = transitions.nll(s.endpoint, s.starts)
+    # the endpoints themselves, not the model's states: every unseen endpoint is one state, and
+    # a scanner walking many of them takes many distinct steps
+    codes, uniques = _codes(s.endpoint)
+    width = len(uniques) + 1
+    previous = np.r_[-1, codes[:-1]] + 1
+    previous[s.starts] = 0
+    key = (s.session * width + previous) * width + codes
+    first = np.zeros(len(key), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    return np.add.reduceat(np.where(first, nll, 0.0), s.starts) / n
+
+
 def _login(frame: pd.DataFrame, s: _Sorted) -> dict[str, np.ndarray]:
     """Login attempts, distinct user names tried and the share that failed, per session."""
     sessions = len(s.starts)
@@ -562,7 +589,7 @@ def _features(
         out["transition_nll"] = np.full(len(at), np.nan)
         out["unknown_endpoints"] = np.zeros(len(at))
     else:
-        out["transition_nll"] = np.add.reduceat(transitions.nll(s.endpoint, at), at) / n
+        out["transition_nll"] = _distinct_transitions_nll(transitions, s, n)
         # a route normal clients never used but that answers fine is a rare route, not a probe
         unknown = transitions.codes(s.endpoint) == len(transitions.vocabulary_) + 1
         out["unknown_endpoints"] = _shrunk(total(unknown & (status >= 400)), n)

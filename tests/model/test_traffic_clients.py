@@ -201,6 +201,24 @@ def test_a_poller_repeating_one_odd_request_counts_it_once() -> None:
     assert row.score_over == pytest.approx(1 / (1 + 3))
 
 
+def test_a_poller_cycling_through_unseen_panels_pays_for_each_step_once() -> None:
+    endpoints = np.array(["GET /", "GET /products", "GET /", "GET /products"])
+    model = Transitions().fit(endpoints, np.array([0, 2]))
+    panels = ["/api/stats/a", "/api/stats/b", "/api/stats/c"]
+    poller = [
+        _request("10.9.0.1", "grafana/10.2", T0 + 5 * k, panels[k % 3], referrer="-")
+        for k in range(300)
+    ]
+    walker = [
+        _request("10.9.0.2", "grafana/10.2", T0 + 5 * k, f"/api/stats/s{k}x", referrer="-")
+        for k in range(300)
+    ]
+    table = client_features(_frame(poller + walker), np.zeros(600), transitions=model)
+    by_ip = table.set_index("client_ip")["transition_nll"]
+    # the same three unseen steps, 300 times, against 300 different ones
+    assert by_ip["10.9.0.1"] < 0.1 < 3.0 < by_ip["10.9.0.2"]
+
+
 def test_features_refuse_scores_of_another_length() -> None:
     frame = _frame(_dashboard(1, 10))
     with pytest.raises(ValueError, match="9 request scores for 10 requests"):
