@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from projects.traffic.logformat import endpoint, params
+from projects.traffic.requests_model import threshold_at
 
 IDLE = 1800.0
 """Seconds without a request after which a client's next request starts a new session."""
@@ -618,18 +619,6 @@ class Reason:
     def __str__(self) -> str:
         side = "above" if self.value >= self.typical else "below"
         return f"{self.feature}={self.value:.3g} ({side} normal {self.typical:.3g}, z={self.z:.1f})"
-
-
-def threshold_at(normal_scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold (score >= threshold flags) that flags at most `fpr` of
-    `normal_scores`."""
-    ranked = np.sort(np.asarray(normal_scores, dtype=np.float64))[::-1]
-    allowed = int(np.floor(fpr * len(ranked)))
-    if len(ranked) == 0:
-        return math.inf
-    if allowed >= len(ranked):
-        return float(ranked[-1])
-    return float(np.nextafter(ranked[allowed], math.inf))
 
 
 def _matrix(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:

@@ -531,12 +531,12 @@ class RequestModel:
         self._calibrate(train)
         self.threshold_ = float("inf")
         if held.any():
-            self.threshold_ = _threshold(self._score(batch.take(held)), self.fpr)
+            self.threshold_ = threshold_at(self._score(batch.take(held)), self.fpr)
         return self
 
     def set_threshold(self, normal: pd.DataFrame, fpr: float | None = None) -> RequestModel:
         """Set the threshold so that a share `fpr` of these normal requests scores above it."""
-        self.threshold_ = _threshold(self.score(normal), self.fpr if fpr is None else fpr)
+        self.threshold_ = threshold_at(self.score(normal), self.fpr if fpr is None else fpr)
         return self
 
     def _fit_stats(self, batch: _Batch) -> RequestModel:
@@ -1073,13 +1073,14 @@ _TABLES = ("chars", "grams", "shapes", "global_grams", "masks", "lengths")
 # ---------------------------------------------------------------------------- helpers
 
 
-def _threshold(scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold that leaves at most `fpr` of `scores` at or above it."""
-    scores = np.sort(scores)
+def threshold_at(normal_scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold (score >= threshold flags) that flags at most `fpr` of
+    `normal_scores`; both levels' models set theirs with it."""
+    scores = np.sort(np.asarray(normal_scores, dtype=np.float64))
     allowed = math.floor(fpr * len(scores))
     if allowed >= len(scores):
-        return float(scores[0]) if len(scores) else float("inf")
-    return float(np.nextafter(scores[len(scores) - 1 - allowed], np.inf))
+        return float(scores[0]) if len(scores) else math.inf
+    return float(np.nextafter(scores[len(scores) - 1 - allowed], math.inf))
 
 
 def _softmax_weights(total: np.ndarray, req: np.ndarray, n: int, temperature: float) -> np.ndarray:
