@@ -381,11 +381,16 @@ def client_verdicts(frame: pd.DataFrame, explain: bool) -> list[ClientVerdict]:
 
 
 def records(verdicts: list[RequestVerdict], frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """One request-log record per verdict, with what monitoring compares with the reference."""
-    from projects.traffic.logformat import params
+    """One request-log record per verdict, with what monitoring compares with the reference
+    (its features computed as the reference's are)."""
+    from projects.traffic.reference import request_features
 
-    requests = zip(verdicts, frame["status"].tolist(), frame["query"], frame["body"], strict=True)
-    for v, status, query, body in requests:
+    features = request_features(frame)
+    requests = zip(
+        verdicts, frame["status"].tolist(), features["query_length"].tolist(),
+        features["body_length"].tolist(), features["n_params"].tolist(), strict=True,
+    )  # fmt: skip
+    for v, status, query_length, body_length, n_params in requests:
         yield {
             "prediction_id": v.prediction_id,
             "line": v.line,
@@ -393,9 +398,9 @@ def records(verdicts: list[RequestVerdict], frame: pd.DataFrame) -> Iterator[dic
             "method": v.method,
             "endpoint": v.endpoint,
             "status": status,
-            "query_length": len(query),
-            "body_length": len(body),
-            "n_params": len(params(v.method, v.path, query, body)),
+            "query_length": query_length,
+            "body_length": body_length,
+            "n_params": n_params,
             "score": v.score,
             "threshold": v.threshold,
             "flagged": v.flagged,
