@@ -884,6 +884,11 @@ class RequestModel:
         out["new_length"] = np.where(seen, 0.0, -np.log(self.length_new_[keys]))
         owner_key = keys[chars.owner]
         n = len(values)
+        masks = _masks(chars, n) | (kinds << len(CLASS_NAMES))
+        # a plain integer in a numeric parameter is judged as a number (range, length, type):
+        # which digits it holds says nothing more, and a timestamp or an id from another hour
+        # than training's is full of digit 3-grams never seen there
+        plain = self.numeric_[keys] & ((masks & ((1 << len(CLASS_NAMES)) - 1)) == 1)
         for name, table, codes, bits, rate in (
             ("chars", self.chars_, chars.codes, CHAR_BITS, self.char_new_),
             ("grams", self.grams_, chars.grams, GRAM_BITS, self.gram_new_),
@@ -895,7 +900,8 @@ class RequestModel:
         new = self.global_grams_.get(chars.grams) == 0
         count = np.bincount(chars.owner, weights=new, minlength=n)
         out["global"] = _tail(count, length, self.global_new_[keys])
-        masks = _masks(chars, n) | (kinds << len(CLASS_NAMES))
+        for name in ("chars", "grams", "global"):
+            out[name] = np.where(plain, 0.0, out[name])
         mask_count = self.masks_.get((keys << MASK_BITS) | masks).astype(float)
         known_total = np.maximum(self.n_[keys], 1.0)
         p = np.where(mask_count > 0, mask_count / (known_total + 1.0), self.mask_new_[keys])

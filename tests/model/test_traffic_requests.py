@@ -175,6 +175,26 @@ def test_reasons_name_the_parameter_that_carried_the_payload(model: RequestModel
         assert all(r.problem for r in request_reasons)
 
 
+def test_an_integer_in_a_numeric_parameter_is_judged_as_a_number_not_by_its_digits() -> None:
+    # a dashboard's time window, polled every 5 s for an hour of training
+    start = 1_710_120_000
+    normal = pd.DataFrame(
+        [
+            _request("GET", "/api/stats", f"from={t}&to={t + 3600}", client=k % 20)
+            for k, t in enumerate(range(start, start + 3600, 5))
+        ]
+    )
+    model = RequestModel(fpr=0.01, seed=0).fit(normal)
+    later = start + 5 * 86_400 + 4321  # another day: digit 3-grams training never had
+    window, injected = model.score(
+        _frame(
+            _request("GET", "/api/stats", f"from={later}&to={later + 3600}"),
+            _request("GET", "/api/stats", f"from={later}&to={later}%27%20OR%201=1--"),
+        )
+    )
+    assert window < model.threshold_ <= injected
+
+
 def test_an_unknown_parameter_is_named(model: RequestModel) -> None:
     query = _search("yoga mat") + "&debug=1"
     (reasons,) = model.explain(_frame(_request("GET", "/api/products", query)))
