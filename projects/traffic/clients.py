@@ -54,6 +54,12 @@ ASSET_EXTENSIONS = frozenset(
 )  # fmt: skip
 _ASSET = re.compile(r"\.(?:" + "|".join(sorted(ASSET_EXTENSIONS)) + r")$", re.IGNORECASE)
 _ROBOTS = re.compile(r"^/robots\.txt$", re.IGNORECASE)
+# a user agent that names a bot and a page about it, as polite crawlers do ("Googlebot/2.1;
+# +http://www.google.com/bot.html"); browsers never read robots.txt, and scripts rarely say
+# what they are
+_DECLARED_BOT = re.compile(
+    r"(?:bot|crawler|spider).*https?://|https?://.*(?:bot|crawler|spider)", re.IGNORECASE
+)
 _LOGIN = re.compile(r"(?:^|/)(?:log-?in|sign-?in|log-?on|auth(?:enticate)?|sessions?)(?:/|$|\.)")
 _USER_KEYS = frozenset(
     ("username", "user", "user_name", "login", "email", "mail", "uname", "account", "userid")
@@ -95,6 +101,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("paths_per_endpoint", "high", 0.3, "log of distinct paths per distinct endpoint"),
     Feature("static_share", "low", 0.05, "share of static assets (styles, scripts, images)"),
     Feature("robots", "both", 0.25, "1 if it read /robots.txt (bots that do are the polite ones)"),
+    # a scraper that reads robots.txt first is still not a crawler that names itself
+    Feature("declared_bot", "both", 0.25, "1 if its user agent names a bot and a page about it"),
     Feature("sequential_ids", "high", 0.05, "share of id/page steps of +1 on one endpoint"),
     Feature(
         "transition_nll",
@@ -585,6 +593,8 @@ def _features(
     out["paths_per_endpoint"] = np.log(distinct / np.maximum(endpoints, 1))
     out["static_share"] = total(_matches(s.paths, _ASSET)[s.path]) / n
     out["robots"] = (total(_matches(s.paths, _ROBOTS)[s.path]) > 0).astype(float)
+    agent_codes, agents = _codes(out["user_agent"])
+    out["declared_bot"] = _matches(agents, _DECLARED_BOT)[agent_codes].astype(float)
     out["sequential_ids"] = _sequential(s, np.where(paged, pages, ids), sequence_keys)
     if transitions is None:
         out["transition_nll"] = np.full(len(at), np.nan)
@@ -642,7 +652,9 @@ class ClientModel:
     `combine="dominance"` (the default): the score is the distance to the nearest normal session
     counting only the features on which the session is the more suspicious of the two; a
     session is as normal as a normal session that is at least as odd in every respect, and
-    being a rare kind of normal client is not suspicious in itself. `"knn"`: the plain
+    being a rare kind of normal client is not suspicious in itself. Since a reference vouches
+    for everything less odd than itself, the normal sessions that are outliers among the others
+    (see `fit`) are left out of the references. `"knn"`: the plain
     Euclidean distance to the nearest normal sessions. `"max"`: the largest |z| (one population,
     a baseline). Scores of `neighbours` nearest normal sessions are averaged.
 
@@ -705,11 +717,12 @@ class ClientModel:
     ) -> ClientModel:
         """Fit on the requests of normal clients and set the thresholds.
 
-        Every normal session, of `frame` and of `validation` (more normal clients' requests and
-        scores) when given, becomes a reference. The threshold is the score that at most `fpr`
-        of these sessions reach when each is scored against the sessions of the *other*
-        clients only (leave-one-client-out), so every session is held out from its own score
-        while rare kinds of normal client keep all their examples as references.
+        The normal sessions, of `frame` and of `validation` (more normal clients' requests and
+        scores) when given, are scored against the sessions of the *other* clients only
+        (leave-one-client-out), so every session is held out from its own score while rare
+        kinds of normal client keep all their examples as references. The at most `fpr` of
+        them that this flags are not references; the others are, and the threshold is the
+        score that at most `fpr` of all of them reach against those references.
 
         Request scores should be out-of-sample (cross-fitted on the training requests), or
         normal sessions' score features look cleaner here than they will in use.
@@ -724,9 +737,16 @@ class ClientModel:
         self.transitions_ = Transitions(self.alpha, self.mix).fit(s.endpoint, s.starts)
         table = _features(frame, scores[s.order], self.request_threshold, self.transitions_, s)
         self.fit_features(table)
-        ids = table["session"].to_numpy()
+        ids, clients = table["session"].to_numpy(), _clients(table)
+        # the normal sessions that the threshold flags against the other clients' are not
+        # references: under `dominance` a reference vouches for everything less odd than
+        # itself, and one stray normal session whose requests all scored high (a client calling
+        # routes no other client called) would vouch for every payload session
+        held = self._held_out(self.reference_, clients, ids, sample=False)
+        kept = (held < threshold_at(held, self.fpr))[np.searchsorted(np.unique(ids), ids)]
+        self.reference_ = self.reference_[kept]
         self.threshold_ = threshold_at(
-            self._held_out(self.reference_, _clients(table), ids), self.fpr
+            self._held_out(self.z_scores(table), clients, ids, kept), self.fpr
         )
         # normal beginnings: each session cut at every prefix length shorter than itself
         lengths = np.diff(np.r_[s.starts, len(s.order)])
@@ -738,12 +758,14 @@ class ClientModel:
             )
             tables.append(part[lengths > k])
         early = pd.concat(tables, ignore_index=True)
-        self.early_reference_ = self.z_scores(early)
+        early_ids = early["session"].to_numpy()
+        early_kept = np.isin(early_ids, ids[kept])  # the beginnings of the kept sessions
+        early_z = self.z_scores(early)
+        self.early_reference_ = early_z[early_kept]
         # a normal session flagged at any of its beginnings is a false positive: the early
         # threshold bounds the share of sessions with one, not the share of beginnings
         self.early_threshold_ = threshold_at(
-            self._held_out(self.early_reference_, _clients(early), early["session"].to_numpy()),
-            self.early_fpr,
+            self._held_out(early_z, _clients(early), early_ids, early_kept), self.early_fpr
         )
         return self
 
@@ -775,27 +797,35 @@ class ClientModel:
         return self
 
     def _held_out(
-        self, reference: np.ndarray, clients: np.ndarray, sessions: np.ndarray
+        self,
+        z: np.ndarray,
+        clients: np.ndarray,
+        sessions: np.ndarray,
+        against: np.ndarray | None = None,
+        sample: bool = True,
     ) -> np.ndarray:
-        """Each normal session's held-out score: the largest score of its reference rows (the
-        session itself, or its beginnings) against the rows of other clients only. Sessions
-        are an evenly spaced sample when there are more than `calibration_rows` rows (a
-        quantile needs no more)."""
+        """Each normal session's held-out score: the largest score of its rows (the session
+        itself, or its beginnings) against the rows of other clients only (those where
+        `against` is true, when given), in the order of the sorted session ids. With `sample`,
+        sessions are an evenly spaced sample when there are more than `calibration_rows` rows
+        (a quantile needs no more)."""
         chosen = np.unique(sessions)
-        if len(reference) > self.calibration_rows:
-            m = max(1, len(chosen) * self.calibration_rows // len(reference))
+        if sample and len(z) > self.calibration_rows:
+            m = max(1, len(chosen) * self.calibration_rows // len(z))
             chosen = chosen[np.linspace(0, len(chosen) - 1, m).round().astype(int)]
         rows = np.flatnonzero(np.isin(sessions, chosen))
         if self.combine == "max":
-            scores = np.abs(reference[rows]).max(axis=1)
+            scores = np.abs(z[rows]).max(axis=1)
         else:
+            columns = np.arange(len(z)) if against is None else np.flatnonzero(against)
+            reference, owners = z[columns], clients[columns]
             k = max(1, min(self.neighbours, len(reference) - 1))
             step = self._step(reference)
             parts = []
             for chunk in range(0, len(rows), step):
                 at = rows[chunk : chunk + step]
-                d2 = self._squared(reference[at], reference)
-                d2[clients[at, None] == clients[None, :]] = np.inf
+                d2 = self._squared(z[at], reference)
+                d2[clients[at, None] == owners[None, :]] = np.inf
                 parts.append(np.sqrt(np.partition(d2, k - 1, axis=1)[:, :k]).mean(axis=1))
             scores = np.concatenate(parts) if parts else np.zeros(0)
         return pd.Series(scores).groupby(sessions[rows]).max().to_numpy()

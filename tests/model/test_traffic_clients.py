@@ -219,6 +219,22 @@ def test_a_poller_cycling_through_unseen_panels_pays_for_each_step_once() -> Non
     assert by_ip["10.9.0.1"] < 0.1 < 3.0 < by_ip["10.9.0.2"]
 
 
+def test_a_crawler_naming_itself_is_a_declared_bot_and_a_script_reading_robots_is_not() -> None:
+    agents = {
+        "10.1.0.1": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "10.1.0.2": "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
+        "10.1.0.3": "python-requests/2.31.0",
+        "10.1.0.4": "Scrapy/2.11.0 (+https://scrapy.org)",
+        "10.1.0.5": "Mozilla/5.0 (Linux; Android 13; CUBOT X30) Chrome/120.0 Mobile Safari/537.36",
+    }
+    frame = _frame([_request(ip, agent, T0, "/robots.txt") for ip, agent in agents.items()])
+    table = client_features(frame, np.zeros(len(frame))).set_index("client_ip")
+    assert table["declared_bot"].to_dict() == {
+        "10.1.0.1": 1.0, "10.1.0.2": 1.0, "10.1.0.3": 0.0, "10.1.0.4": 0.0, "10.1.0.5": 0.0,
+    }  # fmt: skip
+    assert (table["robots"] == 1.0).all()
+
+
 def test_features_refuse_scores_of_another_length() -> None:
     frame = _frame(_dashboard(1, 10))
     with pytest.raises(ValueError, match="9 request scores for 10 requests"):
@@ -308,6 +324,20 @@ def test_save_and_load_give_identical_scores_and_reasons(model, tmp_path) -> Non
     )
     assert loaded.threshold_ == model.threshold_
     assert model.explain(table) == loaded.explain(table)
+
+
+def test_a_stray_normal_session_does_not_vouch_for_sessions_less_odd_than_itself() -> None:
+    normal = _normal(seed=5, humans=120, dashboards=6)
+    stray_ip = normal.client_ip.iloc[0]
+    stray = (normal.client_ip == stray_ip).to_numpy()
+    # one person every one of whose requests scored high (routes no other client called)
+    scores = np.where(stray, 50.0, 0.0)
+    model = ClientModel().fit(normal, scores)
+    # the same visit from another address, every request scoring high but less so
+    visit = normal[stray].assign(client_ip="192.0.2.77").reset_index(drop=True)
+    table = model.features(visit, np.full(len(visit), 20.0))
+    assert model.flagged(table).all()
+    assert len(model.reference_) < normal.groupby(["client_ip", "user_agent"]).ngroups
 
 
 def test_fitting_is_deterministic() -> None:
