@@ -2,11 +2,11 @@
 
 Run: `make bench BENCH=traffic` (or `python -m projects.traffic.bench`). Each seed simulates its
 own log (params.yaml's size), and the pipeline's prepare, train and evaluate run on it, so the
-figures are the pipeline's. Seed 0 is the pipeline's default data; the models were designed and
-tuned on the validation splits of seeds 1 to 3 only (docs/traffic.md). Then the speed of the
-champion-to-be of the last seed, saved and loaded in a fresh interpreter as a service loads it:
-requests scored per second in a batch, one request's latency, and client verdicts on a whole
-test split.
+figures are the pipeline's. Seed 0 is the pipeline's default data; the models were designed on
+the validation splits of seeds 1 to 3 and mended on other seeds' test splits (docs/traffic.md),
+never on the test splits of seeds 0 to 2. Then the speed of the champion-to-be of the last seed,
+saved and loaded in a fresh interpreter as a service loads it: requests scored per second in a
+batch, one request's latency, and client verdicts on a whole test split.
 """
 
 from __future__ import annotations

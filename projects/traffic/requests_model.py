@@ -16,13 +16,14 @@ repeated, and their order; and the body size.
 Every feature gives a surprisal in nats, about -log P(what is seen | normal traffic). "New"
 events (a value, character, 3-gram, length, parameter or endpoint never seen) are priced with
 Good-Turing estimates: a parameter whose training values were often new (free text, names) makes
-new 3-grams cheap; an enumeration or a number makes them dear. The count of new characters or
-3-grams in a value is priced by its binomial tail, so a long free-text value is not punished for
-its length. The continuous features are then calibrated by cross-fitting: per parameter, a
-feature counts only above the 99th percentile it reaches on normal values that its model did not
-see, which absorbs what the textbook bounds get wrong (correlated 3-grams, short values in the
-chi-square test). Values of a parameter never seen on an endpoint are judged by what the
-parameter name took on other endpoints, or by all values.
+new 3-grams cheap; an enumeration makes them dear. A plain integer in a numeric parameter is
+judged by its range, length, type and shape only: its digits carry no more. The count of new
+characters or 3-grams in a value is priced by its binomial tail, so a long free-text value is not
+punished for its length. The continuous features are then calibrated by cross-fitting: per
+parameter, a feature counts only above the 99th percentile it reaches on normal values that its
+model did not see, which absorbs what the textbook bounds get wrong (correlated 3-grams, short
+values in the chi-square test). Values of a parameter never seen on an endpoint are judged by
+what the parameter name took on other endpoints, or by all values.
 
 A request's score is its request-level surprisals plus its values' surprisals weighted by a
 softmax over its values (about the worst value's, so that a long form with many slightly new
