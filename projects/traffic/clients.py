@@ -744,6 +744,8 @@ class ClientModel:
         # routes no other client called) would vouch for every payload session
         held = self._held_out(self.reference_, clients, ids, sample=False)
         kept = (held < threshold_at(held, self.fpr))[np.searchsorted(np.unique(ids), ids)]
+        if not kept.any():  # one client: no other to hold it out against, and no outlier
+            kept[:] = True
         self.reference_ = self.reference_[kept]
         self.threshold_ = threshold_at(
             self._held_out(self.z_scores(table), clients, ids, kept), self.fpr

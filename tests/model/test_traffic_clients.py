@@ -340,6 +340,14 @@ def test_a_stray_normal_session_does_not_vouch_for_sessions_less_odd_than_itself
     assert len(model.reference_) < normal.groupby(["client_ip", "user_agent"]).ngroups
 
 
+def test_one_normal_client_is_its_own_reference() -> None:
+    normal = _frame(_dashboard(1, 100))
+    model = ClientModel().fit(normal, np.zeros(len(normal)))
+    assert len(model.reference_) == 1
+    table = model.features(_frame(_scraper()), np.zeros(60))
+    assert np.isfinite(model.score(table)).all()
+
+
 def test_fitting_is_deterministic() -> None:
     normal = _normal(seed=5, humans=80, dashboards=5)
     frame = _frame(_scraper() + _dashboard(1, 50))
