@@ -24,6 +24,7 @@ import pandas as pd
 import typer
 
 from projects.core import cli
+from projects.core.cli import StageError
 from projects.traffic import config
 from projects.traffic.analyzer import Analyzer
 from projects.traffic.evaluate import evaluate
@@ -61,8 +62,8 @@ def speed(analyzer: Analyzer, test: pd.DataFrame, repeats: int) -> None:
     """Print batch throughput, one request's latency and the client verdicts' time, measured in
     a fresh interpreter that loads the saved model, as a service's worker does.
 
-    This process has fitted a model per seed and holds their frames: a heap that size slows
-    every small allocation of a one-request call, which a serving process does not pay.
+    This process has fitted a model per seed and still holds their frames; a serving process
+    holds the model only, so that is what the measurement runs in.
     """
     with tempfile.TemporaryDirectory() as tmp:
         analyzer.save(Path(tmp) / "analyzer.npz")
@@ -72,7 +73,7 @@ def speed(analyzer: Analyzer, test: pd.DataFrame, repeats: int) -> None:
         process.start()
         process.join()
     if process.exitcode:
-        raise RuntimeError(f"the speed measurement failed (exit code {process.exitcode})")
+        raise StageError(f"the speed measurement failed (exit code {process.exitcode})")
 
 
 def _speed_of_saved(folder: str, repeats: int) -> None:

@@ -742,14 +742,13 @@ class ClientModel:
         # references: under `dominance` a reference vouches for everything less odd than
         # itself, and one stray normal session whose requests all scored high (a client calling
         # routes no other client called) would vouch for every payload session
-        held = self._held_out(self.reference_, clients, ids, sample=False)
+        z = self.reference_  # every normal session, before the outliers are left out
+        held = self._held_out(z, clients, ids, sample=False)
         kept = (held < threshold_at(held, self.fpr))[np.searchsorted(np.unique(ids), ids)]
         if not kept.any():  # one client: no other to hold it out against, and no outlier
             kept[:] = True
-        self.reference_ = self.reference_[kept]
-        self.threshold_ = threshold_at(
-            self._held_out(self.z_scores(table), clients, ids, kept), self.fpr
-        )
+        self.reference_ = z[kept]
+        self.threshold_ = threshold_at(self._held_out(z, clients, ids, kept), self.fpr)
         # normal beginnings: each session cut at every prefix length shorter than itself
         lengths = np.diff(np.r_[s.starts, len(s.order)])
         tables = [table]
