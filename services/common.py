@@ -12,7 +12,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -20,19 +21,17 @@ import bentoml
 
 from projects.core import paths
 from projects.core.cli import StageError
+from services.http import Admission, BodyGuard, Contract, Message, Receive, Scope, Send
 
 # Written by `python -m services.pin`: each project's pinned champion, read by its service.
 PINNED_FILE = Path(__file__).with_name("pinned.json")
-MAX_BODY_BYTES = 1_048_576
-JSON = "application/json"
-# Requests with these methods carry a JSON body; the rest (probes, metrics, docs) pass untouched.
-API_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The work a worker holds at once, and how long a request may take; the environment overrides
+# them (SERVICE_MAX_IN_FLIGHT, SERVICE_TIME_LIMIT), e.g. to test a service's refusals.
+MAX_IN_FLIGHT = 4
+TIME_LIMIT = 30.0
 
 T = TypeVar("T")
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
@@ -48,69 +47,6 @@ def read_pinned(project: str, path: Path = PINNED_FILE) -> dict[str, str]:
             f"no pinned model for {project} in {path}: run `python -m services.pin` "
             "(make serve does)"
         ) from None
-
-
-class BodyGuard:
-    """ASGI middleware: a JSON body of at most `max_bytes`, or a 4xx naming the problem.
-
-    BentoML reads any body with any content type and parses it as JSON, and it sets no size
-    limit. This answers 415 for a missing or non-JSON content type and 413 for a body over the
-    limit (by `Content-Length`, or by counting a chunked body), before the service sees it.
-    """
-
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_BODY_BYTES):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in API_METHODS:
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != JSON:
-            got = f"got {media_type!r}" if media_type else "no Content-Type header"
-            await reject(send, 415, f"the body must be JSON (Content-Type: {JSON}); {got}")
-            return
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
-            await reject(send, 413, f"the body is over the limit of {self.max_bytes} bytes")
-            return
-        body, more = b"", True
-        while more:  # read it all (bounded), so a chunked body is held to the limit too
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await reject(send, 413, f"the body is over the limit of {self.max_bytes} bytes")
-                return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def reject(send: Send, status: int, message: str) -> None:
-    """Answer with `{"error": message}` and `status`."""
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def error(status: int, message: str) -> Any:
-    """A JSON error response `{"error": message}` that an API method can return."""
-    from starlette.responses import JSONResponse
-
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def freeze_heap() -> None:
@@ -297,11 +233,31 @@ class AccessLog:
         )
 
 
-def add_middleware(service: Any, project: str) -> None:
-    """Give a service the middleware every service has: the access log outermost, so that it
-    sees the body guard's refusals too, then the body guard."""
+def add_middleware(
+    service: Any, project: str, statuses: dict[str, dict[int, str]] | None = None
+) -> None:
+    """Give a service the middleware every service has, outermost first: the access log, so
+    that it sees every refusal too; the contract (routes, methods, the OpenAPI document, with
+    `statuses`: a route's own errors); admission; the body guard (see `services.http`)."""
     service.add_asgi_middleware(AccessLog, project=project)
+    service.add_asgi_middleware(Contract, service=service, extra=statuses)
+    service.add_asgi_middleware(
+        Admission,
+        routes=[api.route for api in service.apis.values()],
+        limit=int(os.environ.get("SERVICE_MAX_IN_FLIGHT", MAX_IN_FLIGHT)),
+        time_limit=float(os.environ.get("SERVICE_TIME_LIMIT", TIME_LIMIT)),
+    )
     service.add_asgi_middleware(BodyGuard)
+
+
+def _modified(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is rewritten or replaced (its inode too: two writes within
+    one tick of the file system's clock have one modification time); None if it is missing."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
 
 
 def now() -> str:
@@ -333,32 +289,95 @@ def service_options(project: str, pinned: dict[str, str], port: int, routes: lis
     }
 
 
+@dataclass(frozen=True)
+class Champion:
+    """The model a service answers with, and which registered version it is."""
+
+    name: str
+    version: str
+    tag: str
+    model: Any
+
+
 class ModelService:
     """What every service does around its model; a service class subclasses it and sets
     `project`, `pinned` (from `read_pinned`), `bento_model` and `load`.
 
     On start: client errors logged as INFO, the model loaded from the pinned BentoML model,
-    the request log opened, the heap frozen. On shutdown: the request log flushed.
+    the request log opened, the heap frozen, and a thread started that follows the pin. On
+    shutdown: the request log flushed.
+
+    A new champion without a restart: when `python -m services.pin` records another tag for
+    the project in `pinned_file` (`make serve` runs it when `@champion` moves), the thread
+    loads that model from the BentoML store beside the one in use, then swaps the two in one
+    assignment. A request reads `self.champion` once, so it is answered by one model from start
+    to end, and every answer after the swap names the new version. A model that cannot be
+    loaded is logged and the old one kept. Nothing but the file on this machine triggers it.
     """
 
     project: ClassVar[str]
     pinned: ClassVar[dict[str, str]]
     bento_model: ClassVar[Any]
+    pinned_file: ClassVar[Path] = PINNED_FILE
+    follow_every: ClassVar[float] = 1.0  # seconds between looks at the pin
 
     def __init__(self) -> None:
         quiet_client_errors()
-        self.version = self.pinned["version"]
-        self.load()
+        pin = self.pinned
+        self.champion = Champion(
+            pin["model"], pin["version"], pin["tag"], self.load(self.bento_model)
+        )
         self.requests = RequestLog(paths.requests_dir(self.project))
         freeze_heap()
+        self._stop = threading.Event()
+        self._follower = threading.Thread(target=self._follow, name="follow-pin", daemon=True)
+        self._follower.start()
 
-    def load(self) -> None:
-        """Load the model from `self.bento_model`."""
+    def load(self, stored: Any) -> Any:
+        """The model, from `stored`: a BentoML model (`path_of` finds its files)."""
         raise NotImplementedError
+
+    @property
+    def version(self) -> str:
+        """The registered model version answering now."""
+        return self.champion.version
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        self._stop.set()
         self.requests.close()
+
+    def _follow(self) -> None:
+        """Swap to the model the pin names whenever it changes (see the class's docstring)."""
+        seen = None  # so the first look reads the pin, which may have moved since the start
+        while not self._stop.wait(self.follow_every):
+            modified = _modified(self.pinned_file)
+            if modified == seen:
+                continue
+            seen = modified
+            try:
+                self.switch(read_pinned(self.project, self.pinned_file))
+            except Exception:  # a bad pin or model must not stop the service or this thread
+                log.exception("%s: could not switch to the new pin; still serving v%s",
+                              self.project, self.champion.version)  # fmt: skip
+
+    def stored(self, tag: str) -> Any:
+        """The BentoML model `tag` from the store, which `load` reads."""
+        return bentoml.models.get(tag)
+
+    def switch(self, pin: dict[str, str]) -> bool:
+        """Load the model `pin` names beside the current one and swap; False if it is the one
+        in use."""
+        if pin["tag"] == self.champion.tag:
+            return False
+        model = self.load(self.stored(pin["tag"]))
+        old, self.champion = (
+            self.champion,
+            Champion(pin["model"], pin["version"], pin["tag"], model),
+        )
+        log.info("%s: switched from %s v%s to %s v%s", self.project, old.name, old.version,
+                 pin["model"], pin["version"])  # fmt: skip
+        return True
 
     async def compute(self, inline: bool, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)`, on the event loop when `inline`, else in a worker thread.
@@ -379,16 +398,23 @@ class ModelService:
         return uuid.uuid4().hex
 
     def record(
-        self, route: str, start: float, rows: Iterable[dict[str, Any]], request_id: str
+        self,
+        route: str,
+        start: float,
+        rows: Iterable[dict[str, Any]],
+        request_id: str,
+        champion: Champion,
     ) -> None:
-        """Log one record per prediction of a request that began at `start` (perf_counter):
-        each row plus the time, request id, route, model version and the request's latency.
-        A row's `prediction_id`, which the response also carries, is what feedback refers to."""
+        """Log one record per prediction of a request that began at `start` (perf_counter) and
+        was answered by `champion`: each row plus the time, request id, route, model name and
+        version and the request's latency. A row's `prediction_id`, which the response also
+        carries, is what feedback and `make lineage` refer to."""
         shared = {
             "timestamp": now(),
             "request_id": request_id,
             "route": route,
-            "model_version": self.version,
+            "model": champion.name,
+            "model_version": champion.version,
             "latency_ms": round((time.perf_counter() - start) * 1000, 3),
         }
         for row in rows:

@@ -2,9 +2,9 @@
 
 `make serve` and `make bento` run this first. Each champion is imported once, under the tag
 `<registered model>:v<MLflow version>`, and `services/pinned.json` maps each project to its tag.
-The services read that file when they are imported, so a running service keeps serving the
-version it was started with even if the alias moves; run this again (or `make serve`) to pick up
-a new champion.
+The services read that file when they start, and follow it while they run: after this has
+pinned a new champion, each running service loads it beside the old one and swaps (see
+`services.common.ModelService`). `make serve` runs this again whenever an `@champion` moves.
 """
 
 from __future__ import annotations
@@ -56,6 +56,26 @@ def pin(model: str) -> dict[str, str]:
     return {"model": model, "version": version, "tag": tag}
 
 
+def moved(projects: list[str], pinned_file: Path = PINNED_FILE) -> list[str]:
+    """The projects among `projects` whose `@champion` is not the version pinned for them."""
+    import mlflow
+
+    from services.common import read_pinned
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    models = registered_models()
+    found = []
+    for project in projects:
+        champion = registry.version_by_alias(models[project], registry.CHAMPION)
+        try:
+            pinned = read_pinned(project, pinned_file)["version"]
+        except StageError:
+            pinned = None
+        if champion is not None and champion != pinned:
+            found.append(project)
+    return found
+
+
 @app.command()
 def main(
     out: Annotated[Path, typer.Option(help="Where the pinned tags are written.")] = PINNED_FILE,
@@ -65,7 +85,11 @@ def main(
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     pinned = {project: pin(model) for project, model in registered_models().items()}
-    out.write_text(json.dumps(pinned, indent=2) + "\n")
+    # written whole, then renamed over the old file: a running service that follows the pin
+    # (services.common.ModelService) never reads half of it
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(json.dumps(pinned, indent=2) + "\n")
+    partial.replace(out)
     for project, entry in pinned.items():
         log.info("%s: %s", project, entry["tag"])
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import bentoml
 from pydantic import BaseModel, Field
 
 from projects.anomaly import config
-from services.common import ModelService, add_middleware, error, read_pinned, service_options
+from services.common import Champion, ModelService, add_middleware, read_pinned, service_options
 
 PINNED = read_pinned(config.NAME)
 MAX_SESSIONS = 1000
@@ -23,7 +23,9 @@ MAX_EVENTS = 10_000
 MAX_LINES = 10_000
 MAX_LINE = 10_000
 EventId = Annotated[str, Field(pattern=r"^E[0-9]{1,6}$")]
-Explain = Annotated[bool, Field(description="Also return the events that drove each score.")]
+Explain = Annotated[
+    bool, Field(strict=True, description="Also return the events that drove each score.")
+]
 EXAMPLE_LINE = (
     "081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-1608999687919862906"
     " src: /10.250.19.102:54106 dest: /10.250.19.102:50010"
@@ -67,7 +69,10 @@ class Scores(BaseModel):
 
 
 class ParsedLines(BaseModel):
-    lines: int = Field(description="Non-blank lines received.")
+    lines: int = Field(
+        description="Non-blank lines received. When none names a block, `sessions` is empty "
+        "and these counts say why."
+    )
     malformed: int = Field(description="Lines not in the HDFS log format; not scored.")
     unknown: int = Field(description="Lines no template matched; counted as unknown events.")
     without_block: int = Field(description="Lines that name no block; not scored.")
@@ -88,12 +93,11 @@ class LogAnomalyDetector(ModelService):
     project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
-    def load(self) -> None:
+    def load(self, stored: Any) -> Any:
         from projects.anomaly.config import MODEL_ARTIFACT
         from projects.anomaly.model import Detector
 
-        path = self.bento_model.path_of(f"mlflow_model/artifacts/{MODEL_ARTIFACT}.npz")
-        self.detector = Detector.load(path)
+        return Detector.load(stored.path_of(f"mlflow_model/artifacts/{MODEL_ARTIFACT}.npz"))
 
     def _verdicts(
         self,
@@ -102,16 +106,19 @@ class LogAnomalyDetector(ModelService):
         blocks: Sequence[str],
         events: Sequence[list[str]],
         explain: bool,
+        champion: Champion,
     ) -> list[Verdict]:
-        """Score the sessions, explain them if asked, and log a record for each."""
-        scored = self.detector.score_sessions(blocks, events)
+        """Score the sessions with `champion`, explain them if asked, and log a record for
+        each."""
+        detector = champion.model
+        scored = detector.score_sessions(blocks, events)
         request_id = self.new_request()
         verdicts = [
             Verdict(
                 prediction_id=f"{request_id}-{i}",
                 block_id=s.block_id,
                 score=s.score,
-                threshold=self.detector.threshold,
+                threshold=detector.threshold,
                 is_anomaly=s.is_anomaly,
                 n_events=len(session),
                 unknown_events=s.unknown_events,
@@ -122,7 +129,7 @@ class LogAnomalyDetector(ModelService):
             for verdict, session in zip(verdicts, events, strict=True):
                 verdict.explanation = [
                     EventShare(event=e.event, template=e.template, count=e.count, share=e.share)
-                    for e in self.detector.explain(session)
+                    for e in detector.explain(session)
                 ]
         self.record(
             route,
@@ -135,6 +142,7 @@ class LogAnomalyDetector(ModelService):
                 for v, session in zip(verdicts, events, strict=True)
             ),
             request_id,
+            champion,
         )  # fmt: skip
         return verdicts
 
@@ -154,8 +162,9 @@ class LogAnomalyDetector(ModelService):
     def _score(self, sessions: list[Session], explain: bool) -> Scores:
         start = time.perf_counter()
         blocks, events = [s.block_id for s in sessions], [s.events for s in sessions]
-        verdicts = self._verdicts("score", start, blocks, events, explain)
-        return Scores(sessions=verdicts, model_version=self.version)
+        champion = self.champion  # one model answers the whole request, even across a switch
+        verdicts = self._verdicts("score", start, blocks, events, explain, champion)
+        return Scores(sessions=verdicts, model_version=champion.version)
 
     @bentoml.api
     async def score_lines(
@@ -179,24 +188,19 @@ class LogAnomalyDetector(ModelService):
     def _score_lines(self, lines: list[str], explain: bool) -> LineScores:
         from projects.anomaly.parsing import sessions
 
-        start = time.perf_counter()
-        grouped, stats = sessions(lines, self.detector.templates)
+        start, champion = time.perf_counter(), self.champion
+        grouped, stats = sessions(lines, champion.model.templates)
         parsed = ParsedLines(
             lines=stats.lines,
             malformed=stats.malformed,
             unknown=stats.unknown,
             without_block=stats.without_block,
         )
-        if not grouped:
-            return error(
-                422,
-                f"lines: no line is an HDFS log line naming a block ({parsed.lines} lines, "
-                f"{parsed.malformed} malformed, {parsed.without_block} without a block id)",
-            )
+        # no line naming a block is an answer, not an error: the counts say what was sent
         verdicts = self._verdicts(
-            "score_lines", start, list(grouped), list(grouped.values()), explain
+            "score_lines", start, list(grouped), list(grouped.values()), explain, champion
         )
-        return LineScores(sessions=verdicts, parsed=parsed, model_version=self.version)
+        return LineScores(sessions=verdicts, parsed=parsed, model_version=champion.version)
 
 
 add_middleware(LogAnomalyDetector, config.NAME)

@@ -13,7 +13,8 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from projects.recommend import config
-from services.common import ModelService, add_middleware, error, read_pinned, service_options
+from services.common import ModelService, add_middleware, read_pinned, service_options
+from services.http import error
 
 PINNED = read_pinned(config.NAME)
 MAX_K = 100
@@ -55,12 +56,11 @@ class MovieRecommender(ModelService):
     project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
-    def load(self) -> None:
+    def load(self, stored: Any) -> Any:
         from projects.recommend.config import MODEL_ARTIFACT
         from projects.recommend.model import Recommender
 
-        path = self.bento_model.path_of(f"mlflow_model/artifacts/{MODEL_ARTIFACT}.npz")
-        self.model = Recommender.load(path)
+        return Recommender.load(stored.path_of(f"mlflow_model/artifacts/{MODEL_ARTIFACT}.npz"))
 
     # Both routes answer in microseconds from precomputed lists, so they run on the event loop.
     @bentoml.api
@@ -71,7 +71,8 @@ class MovieRecommender(ModelService):
     ) -> Recommendation:
         """The user's k best movies, leaving out those they have rated."""
         start, request_id = time.perf_counter(), self.new_request()
-        found = self.model.recommend(user_id, k)
+        champion = self.champion
+        found = champion.model.recommend(user_id, k)
         items = items_of(found.items)
         prediction_id = f"{request_id}-0"
         self.record(
@@ -80,13 +81,14 @@ class MovieRecommender(ModelService):
             [{"prediction_id": prediction_id, "user_id": user_id, "k": k,
               "cold_start": found.cold_start, "item_ids": [i.item_id for i in items]}],
             request_id,
+            champion,
         )  # fmt: skip
         return Recommendation(
             prediction_id=prediction_id,
             user_id=user_id,
             cold_start=found.cold_start,
             items=items,
-            model_version=self.version,
+            model_version=champion.version,
         )
 
     @bentoml.api
@@ -99,8 +101,9 @@ class MovieRecommender(ModelService):
         from projects.recommend.model import UnknownItemError
 
         start, request_id = time.perf_counter(), self.new_request()
+        champion = self.champion
         try:
-            items = items_of(self.model.similar_items(item_id, k))
+            items = items_of(champion.model.similar_items(item_id, k))
         except UnknownItemError as exc:
             return error(404, str(exc))
         prediction_id = f"{request_id}-0"
@@ -110,10 +113,18 @@ class MovieRecommender(ModelService):
             [{"prediction_id": prediction_id, "item_id": item_id, "k": k,
               "item_ids": [i.item_id for i in items]}],
             request_id,
+            champion,
         )  # fmt: skip
         return SimilarItems(
-            prediction_id=prediction_id, item_id=item_id, items=items, model_version=self.version
+            prediction_id=prediction_id,
+            item_id=item_id,
+            items=items,
+            model_version=champion.version,
         )
 
 
-add_middleware(MovieRecommender, config.NAME)
+add_middleware(
+    MovieRecommender,
+    config.NAME,
+    statuses={"/similar_items": {404: "`item_id` is not in the model's catalogue."}},
+)

@@ -7,7 +7,7 @@ Run this service alone: `bentoml serve services.spam.service:SpamClassifier --po
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, Field
@@ -52,13 +52,13 @@ class SpamClassifier(ModelService):
     project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
-    def load(self) -> None:
+    def load(self, stored: Any) -> Any:
         import skops.io
 
         from projects.spam.model import TRUSTED_TYPES, SpamScorer
 
-        path = self.bento_model.path_of("mlflow_model/model.skops")
-        self.scorer = SpamScorer(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
+        path = stored.path_of("mlflow_model/model.skops")
+        return SpamScorer(skops.io.load(path, trusted=list(TRUSTED_TYPES)))
 
     @bentoml.api
     async def classify(
@@ -73,7 +73,8 @@ class SpamClassifier(ModelService):
             ),
         ],
         explain: Annotated[
-            bool, Field(description="Also return the tokens that moved each score most.")
+            bool,
+            Field(strict=True, description="Also return the tokens that moved each score most."),
         ] = False,
     ) -> Classification:
         """Classify each text as spam or ham."""
@@ -82,8 +83,10 @@ class SpamClassifier(ModelService):
 
     def _classify(self, texts: list[str], explain: bool) -> Classification:
         start, request_id = time.perf_counter(), self.new_request()
-        probability = self.scorer.probability(texts)
-        is_spam = self.scorer.is_spam(probability)
+        champion = self.champion  # one model answers the whole request, even across a switch
+        scorer = champion.model
+        probability = scorer.probability(texts)
+        is_spam = scorer.is_spam(probability)
         results = [
             Verdict(
                 prediction_id=f"{request_id}-{i}",
@@ -95,7 +98,7 @@ class SpamClassifier(ModelService):
         if explain:
             for text, verdict in zip(texts, results, strict=True):
                 verdict.explanation = [
-                    TokenWeight(token=t.token, weight=t.weight) for t in self.scorer.explain(text)
+                    TokenWeight(token=t.token, weight=t.weight) for t in scorer.explain(text)
                 ]
         self.record(
             "classify",
@@ -106,8 +109,9 @@ class SpamClassifier(ModelService):
                 for text, v in zip(texts, results, strict=True)
             ),
             request_id,
+            champion,
         )  # fmt: skip
-        return Classification(results=results, model_version=self.version)
+        return Classification(results=results, model_version=champion.version)
 
 
 add_middleware(SpamClassifier, config.NAME)

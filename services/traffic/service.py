@@ -14,6 +14,7 @@ Run this service alone: `bentoml serve services.traffic.service:RequestPatternAn
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,20 @@ from typing import Annotated, Any
 import bentoml
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from projects.traffic import config
-from services.common import ModelService, add_middleware, error, read_pinned, service_options
+from services.common import ModelService, add_middleware, read_pinned, service_options
 from services.traffic import EXAMPLE_LINES, EXAMPLE_REQUESTS
 
 PINNED = read_pinned(config.NAME)
@@ -36,34 +46,49 @@ MAX_REQUESTS = 10_000
 MAX_LINE = 65_536
 MAX_FIELD = MAX_LINE  # a structured request's path, query, body, referrer or user agent
 MAX_UNPARSED_SHOWN = 20
-REASONS_IN_422 = 3
 LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z in epoch seconds
 
 Line = Annotated[str, Field(max_length=MAX_LINE)]
+# Whitespace is spelt out: `\s` means other characters in Python, in Rust (pydantic's regex
+# engine) and in JavaScript (JSON Schema's), so a client's check and ours would disagree.
+SPACE = r" \t\n\r\f\v"
 TIME_FORMS = "give epoch seconds or an ISO 8601 time, such as 2024-03-11T10:15:32Z"
+TIME_RANGE = "time_range"
+TIME_RANGE_MESSAGE = "the time must be between 1970 and 9999 (epoch seconds 0..{latest})"
+LEAP_SECOND = re.compile(r"(T\d{2}:\d{2}):60")
 
 
 def _epoch(value: object) -> float:
-    """Epoch seconds of epoch seconds or of an ISO 8601 time (UTC when it names no zone),
-    between 1970 and 9999."""
+    """Epoch seconds of epoch seconds (0 to the end of 9999) or of an ISO 8601 time written in
+    the years 1970 to 9999 (UTC when it names no zone)."""
     if isinstance(value, str):
+        # RFC 3339, which JSON Schema's date-time is, allows a lower-case `t` and `z` and a
+        # leap second, which Python's parser does not
+        written = LEAP_SECOND.sub(r"\1:59", value.upper())
         try:
-            parsed = dt.datetime.fromisoformat(value)
+            parsed = dt.datetime.fromisoformat(written)
         except ValueError:
             raise PydanticCustomError("time_type", TIME_FORMS) from None
-        value = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
-    elif isinstance(value, bool) or not isinstance(value, int | float):
+        if parsed.year < 1970:  # as written: its zone may put it hours before the epoch
+            raise PydanticCustomError(TIME_RANGE, TIME_RANGE_MESSAGE, {"latest": LATEST})
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise PydanticCustomError("time_type", TIME_FORMS)
     if not 0 <= value <= LATEST:  # NaN is refused too
-        raise PydanticCustomError(
-            "time_range", "the time must be between 1970 and 9999 (epoch seconds 0..{latest})",
-            {"latest": LATEST},
-        )  # fmt: skip
+        raise PydanticCustomError(TIME_RANGE, TIME_RANGE_MESSAGE, {"latest": LATEST})
     return float(value)
 
 
-# one validator for both forms, so that a bad time is one error at `time`
-Time = Annotated[float, PlainValidator(_epoch, json_schema_input_type=float | dt.datetime)]
+# one validator for both forms, so that a bad time is one error at `time`; the schema states
+# the range: epoch seconds from 0, or a time written in the years 1970 to 9999
+Time = Annotated[
+    float,
+    PlainValidator(_epoch),
+    WithJsonSchema({"anyOf": [
+        {"type": "number", "minimum": 0, "maximum": LATEST},
+        {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-"},
+    ]}),
+]  # fmt: skip
 
 
 class ApiRequest(BaseModel):
@@ -75,7 +100,7 @@ class ApiRequest(BaseModel):
     client_ip: str = Field(
         min_length=1,
         max_length=255,
-        pattern=r"^\S+$",
+        pattern=rf"^[^{SPACE}]+$",
         description="The client's address, the log's first field; with `user_agent`, it names "
         "the client.",
         examples=["203.0.113.7"],
@@ -91,14 +116,14 @@ class ApiRequest(BaseModel):
     path: str = Field(
         min_length=1,
         max_length=MAX_FIELD,
-        pattern=r"^/[^?#\s]*$",
+        pattern=rf"^/[^?#{SPACE}]*$",
         description="The path as sent (percent-encoded), without the query string.",
         examples=["/api/v1/products"],
     )
     query: str = Field(
         default="",
         max_length=MAX_FIELD,
-        pattern=r"^([^?#\s][^#\s]*)?$",
+        pattern=rf"^([^?#{SPACE}][^#{SPACE}]*)?$",
         description="The query string as sent (percent-encoded), without the `?`.",
         examples=["category=books&page=2"],
     )
@@ -126,8 +151,12 @@ class Batch(BaseModel):
     model_config = ConfigDict(
         # named as the other services' inputs are, in the errors and the OpenAPI page
         title="Input",
-        # the OpenAPI page's example body: one of the two fields, as the route wants
-        json_schema_extra={"example": {"lines": EXAMPLE_LINES}},
+        json_schema_extra={
+            # the OpenAPI page's example body: one of the two fields, as the route wants
+            "example": {"lines": EXAMPLE_LINES},
+            # and the schema says so, for clients and contract tests
+            "oneOf": [{"required": ["lines"]}, {"required": ["requests"]}],
+        },
     )
 
     lines: list[Line] | None = Field(
@@ -148,8 +177,24 @@ class Batch(BaseModel):
         examples=[EXAMPLE_REQUESTS],
     )
     explain: bool = Field(
-        default=True, description="Also say why each flagged request and session is flagged."
+        default=True,
+        strict=True,
+        description="Also say why each flagged request and session is flagged.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_nulls(cls, data: Any) -> Any:
+        """A field that is sent is a list: `null` is refused, as the schema says (leave the
+        field out instead)."""
+        if isinstance(data, dict):
+            for name in ("lines", "requests"):
+                if name in data and data[name] is None:
+                    raise PydanticCustomError(
+                        "null_field", "{name}: null is not a list; leave the field out instead",
+                        {"name": name},
+                    )  # fmt: skip
+        return data
 
     @field_validator("requests")
     @classmethod
@@ -215,7 +260,10 @@ class UnparsedLine(BaseModel):
 
 
 class Parsing(BaseModel):
-    lines: int = Field(description="Non-blank lines received (with `requests`: requests).")
+    lines: int = Field(
+        description="Non-blank lines received (with `requests`: requests). When none parses, "
+        "`requests` and `clients` are empty and `unparsed_lines` says why."
+    )
     parsed: int = Field(description="Requests read and analysed.")
     unparsed: int = Field(description="Lines that are not access-log lines; not analysed.")
     unparsed_lines: list[UnparsedLine] = Field(
@@ -246,11 +294,12 @@ class RequestPatternAnalyzer(ModelService):
     project, pinned = config.NAME, PINNED
     bento_model = bentoml.models.BentoModel(PINNED["tag"])
 
-    def load(self) -> None:
+    def load(self, stored: Any) -> Any:
         from projects.traffic.analyzer import Analyzer
 
-        path = self.bento_model.path_of(f"mlflow_model/artifacts/{config.MODEL_ARTIFACT}.npz")
-        self.analyzer = Analyzer.load(Path(path))
+        return Analyzer.load(
+            Path(stored.path_of(f"mlflow_model/artifacts/{config.MODEL_ARTIFACT}.npz"))
+        )
 
     @bentoml.api(input_spec=Batch)
     async def analyze(
@@ -262,12 +311,11 @@ class RequestPatternAnalyzer(ModelService):
 
     def _analyze(
         self, lines: list[str] | None, requests: list[ApiRequest] | None, explain: bool
-    ) -> Any:
+    ) -> Analysis:
         start = time.perf_counter()
+        champion = self.champion  # one model answers the whole batch, even across a switch
         if lines is not None:
             frame, received, unparsed = parse_lines(lines)
-            if frame.empty:
-                return error(422, nothing_parsed(received, unparsed))
             parsing = Parsing(
                 lines=received,
                 parsed=len(frame),
@@ -277,15 +325,19 @@ class RequestPatternAnalyzer(ModelService):
         else:
             frame = requests_frame(requests or [])
             parsing = Parsing(lines=len(frame), parsed=len(frame), unparsed=0, unparsed_lines=[])
-        analysis = self.analyzer.analyze(frame, explain=explain)
+        if frame.empty:  # nothing to analyse is an answer, not an error: `parsing` says why
+            return Analysis(
+                requests=[], clients=[], parsing=parsing, model_version=champion.version
+            )
+        analysis = champion.model.analyze(frame, explain=explain)
         request_id = self.new_request()
         verdicts = request_verdicts(analysis.requests, request_id)
-        self.record("analyze", start, records(verdicts, frame), request_id)
+        self.record("analyze", start, records(verdicts, frame), request_id, champion)
         return Analysis(
             requests=verdicts,
             clients=client_verdicts(analysis.clients, explain),
             parsing=parsing,
-            model_version=self.version,
+            model_version=champion.version,
         )
 
 
@@ -307,19 +359,6 @@ def parse_lines(lines: list[str]) -> tuple[pd.DataFrame, int, list[UnparsedLine]
         unparsed.sort(key=lambda u: u.line)
         frame = frame[~outside].reset_index(drop=True)
     return frame, parsed.total, unparsed
-
-
-def nothing_parsed(lines: int, unparsed: list[UnparsedLine]) -> str:
-    """The 422's message for a batch in which no line is an access-log line."""
-    if not lines:
-        return "lines: every line is blank"
-    named = "; ".join(f"line {u.line}: {u.reason}" for u in unparsed[:REASONS_IN_422])
-    more = f"; and {len(unparsed) - REASONS_IN_422} more" if len(unparsed) > REASONS_IN_422 else ""
-    counted = "1 line" if lines == 1 else f"{lines} lines"
-    return (
-        "lines: no line is an access-log line in the Combined or Common Log Format "
-        f"({counted}, none parsed): {named}{more}"
-    )
 
 
 def requests_frame(requests: list[ApiRequest]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -13,7 +14,8 @@ import yaml
 from projects.core import paths
 from projects.core.cli import StageError
 from projects.core.project import discover
-from services.common import BodyGuard, RequestLog, read_pinned
+from services.common import RequestLog, read_pinned
+from services.http import Admission, BodyGuard, Contract
 
 
 def test_the_request_log_writes_what_gathered_and_everything_on_close(tmp_path) -> None:
@@ -119,3 +121,261 @@ def test_each_bentofile_builds_its_service_with_the_locked_versions(project) -> 
     module = Path(*service.split(":")[0].split(".")).with_suffix(".py")
     included = bentofile["include"]
     assert any(Path(module).match(pattern) for pattern in included)
+
+
+def _answer(sent: list[dict]) -> tuple[int, dict, bytes]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _admitted(delays: list[float], limit: int, time_limit: float) -> list[tuple[int, dict]]:
+    """Requests that take `delays` seconds each, sent at once through `Admission`."""
+
+    async def slow(scope, receive, send) -> None:
+        await asyncio.sleep(scope["delay"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    admission = Admission(slow, routes=["/predict"], limit=limit, time_limit=time_limit)
+
+    async def one(delay: float) -> tuple[int, dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "path": "/predict", "method": "POST", "headers": [],
+                 "delay": delay}  # fmt: skip
+        await admission(scope, receive, send)
+        status, headers, _ = _answer(sent)
+        return status, headers
+
+    async def run() -> list[tuple[int, dict]]:
+        return await asyncio.gather(*(one(d) for d in delays))
+
+    return asyncio.run(run())
+
+
+def test_admission_refuses_beyond_its_bound_at_once_with_retry_after() -> None:
+    import time
+
+    start = time.perf_counter()
+    answers = _admitted([0.2, 0.2, 0.2], limit=2, time_limit=5)
+    assert [status for status, _ in answers] == [200, 200, 503]
+    assert answers[2][1]["retry-after"] == "1"
+    assert time.perf_counter() - start < 1
+
+
+def test_admission_answers_504_past_its_time_limit() -> None:
+    assert [status for status, _ in _admitted([0.01, 1.0], limit=4, time_limit=0.3)] == [200, 504]
+
+
+def test_work_past_its_time_limit_keeps_its_place_until_it_ends() -> None:
+    import threading
+
+    release = threading.Event()
+
+    async def threaded(scope, receive, send) -> None:
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(release.wait)  # a thread cannot be stopped
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    admission = Admission(threaded, routes=["/predict"], limit=1, time_limit=0.1)
+
+    async def run() -> list[int]:
+        statuses = []
+        for _ in range(2):
+            sent: list[dict] = []
+
+            async def send(message: dict, sent=sent) -> None:
+                sent.append(message)
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            scope = {"type": "http", "path": "/predict", "method": "POST", "headers": []}
+            await admission(scope, receive, send)
+            statuses.append(_answer(sent)[0])
+        release.set()
+        await asyncio.sleep(0.2)
+        assert admission.held == 0
+        return statuses
+
+    # the first times out; its thread still runs, so the second finds no room
+    assert asyncio.run(run()) == [504, 503]
+
+
+def test_admission_never_holds_the_probes() -> None:
+    assert [s for s, _ in _admitted([0.2, 0.2], limit=1, time_limit=5)] == [200, 503]
+
+    async def probe(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = Admission(probe, routes=["/predict"], limit=0, time_limit=5)
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/readyz", "method": "GET", "headers": []}
+    asyncio.run(admission(scope, None, send))
+    assert _answer(sent)[0] == 200
+
+
+class _Api:
+    route = "/predict"
+
+
+class _Service:
+    """What `Contract` reads of a BentoML service."""
+
+    apis: ClassVar[dict] = {"predict": _Api()}
+
+    class openapi_spec:  # noqa: N801 - stands in for BentoML's property
+        @staticmethod
+        def asdict() -> dict:
+            error = {"description": "x", "content": {"application/json": {"schema": {}}}}
+            return {
+                "paths": {
+                    "/predict": {"post": {"requestBody": {"content": {}},
+                                          "responses": {200: {"description": "ok"},
+                                                        400: error, 404: error, 500: error}}},
+                    "/readyz": {"get": {"responses": {"200": {"description": "ok"}}}},
+                },
+                "components": {"schemas": {"InvalidArgument": {}, "NotFound": {}}},
+            }  # fmt: skip
+
+
+def _through_contract(path: str, method: str) -> tuple[int, dict, bytes]:
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"app"})
+
+    contract = Contract(app, _Service(), extra={"/predict": {404: "no such item"}})
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "method": method, "headers": []}
+    asyncio.run(contract(scope, None, send))
+    return _answer(sent)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "allow"),
+    [
+        ("/predict", "POST", 200, None),
+        ("/predict", "GET", 405, "POST"),
+        ("/readyz", "PUT", 405, "GET, HEAD"),
+        ("/readyz", "HEAD", 200, None),
+        ("/readyz", "OPTIONS", 204, "GET, HEAD"),
+        ("/nowhere", "GET", 404, None),
+    ],
+)
+def test_the_contract_routes_only_what_the_document_names(path, method, status, allow) -> None:
+    got, headers, body = _through_contract(path, method)
+    assert got == status
+    assert headers.get("allow") == allow
+    if status >= 400:
+        assert json.loads(body)["error"]
+
+
+def test_the_document_declares_what_each_route_answers() -> None:
+    _, _, body = _through_contract("/docs.json", "GET")
+    spec = json.loads(body)
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert sorted(responses) == ["200", "400", "404", "413", "415", "503", "504"]
+    assert responses["404"]["description"] == "no such item"
+    assert responses["503"]["headers"]["Retry-After"]["required"]
+    assert spec["paths"]["/predict"]["post"]["requestBody"]["required"] is True
+    assert spec["paths"]["/readyz"]["get"]["responses"]["200"]["content"] == {
+        "text/plain": {"schema": {"type": "string"}}
+    }
+    schemas = spec["components"]["schemas"]
+    assert "InvalidArgument" not in schemas and schemas["Error"]["required"] == ["error"]
+
+
+def _follower_service(tmp_path, monkeypatch) -> type:
+    """A `ModelService` whose "model" is the tag it was loaded from, pinned in `tmp_path`."""
+    from services.common import ModelService
+
+    monkeypatch.setenv("MONITORING_DIR", str(tmp_path / "monitoring"))
+    pin = {"model": "m", "version": "1", "tag": "m:v1"}
+    (tmp_path / "pinned.json").write_text(json.dumps({"p": pin}))
+
+    class Service(ModelService):
+        project, pinned, bento_model = "p", pin, "loaded m:v1"
+        pinned_file = tmp_path / "pinned.json"
+        follow_every = 0.02
+
+        def stored(self, tag: str) -> str:
+            return f"loaded {tag}"
+
+        def load(self, stored: str) -> str:
+            if "broken" in stored:
+                raise OSError("no such model")
+            return stored
+
+    return Service
+
+
+def _pin(path: Path, version: str, tag: str | None = None) -> None:
+    partial = path.with_suffix(".partial")
+    pin = {"model": "m", "version": version, "tag": tag or f"m:v{version}"}
+    partial.write_text(json.dumps({"p": pin}))
+    partial.replace(path)
+
+
+def _until(condition, timeout: float = 5) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_service_switches_to_a_new_pin_while_it_runs(tmp_path, monkeypatch) -> None:
+    service = _follower_service(tmp_path, monkeypatch)()
+    try:
+        assert (service.version, service.champion.model) == ("1", "loaded m:v1")
+        _pin(tmp_path / "pinned.json", "2")
+        assert _until(lambda: service.version == "2")
+        assert service.champion.model == "loaded m:v2"
+        assert service.champion.name == "m"
+    finally:
+        service.close()
+
+
+def test_a_pin_that_cannot_be_loaded_keeps_the_old_model(tmp_path, monkeypatch, caplog) -> None:
+    service = _follower_service(tmp_path, monkeypatch)()
+    try:
+        _pin(tmp_path / "pinned.json", "2", tag="broken:v2")
+        assert _until(lambda: "could not switch" in caplog.text)
+        assert service.version == "1"
+        _pin(tmp_path / "pinned.json", "3")  # and it still follows the next one
+        assert _until(lambda: service.version == "3")
+    finally:
+        service.close()
+
+
+def test_records_name_the_model_and_version_that_answered(tmp_path, monkeypatch) -> None:
+    import time
+
+    service = _follower_service(tmp_path, monkeypatch)()
+    champion = service.champion
+    _pin(tmp_path / "pinned.json", "2")
+    assert _until(lambda: service.version == "2")
+    service.record("r", time.perf_counter(), [{"prediction_id": "x-0"}], "x", champion)
+    service.close()
+    (written,) = (tmp_path / "monitoring" / "p" / "requests").glob("*.jsonl")
+    record = json.loads(written.read_text())
+    assert (record["model"], record["model_version"]) == ("m", "1")  # the request's, not now's

@@ -104,13 +104,22 @@ def test_unparsed_lines_are_counted_and_the_first_20_named(services) -> None:
     assert [u["line"] for u in parsing["unparsed_lines"]] == list(range(3, 23))
 
 
-def test_a_batch_without_any_access_log_line_is_a_422_naming_the_reasons(services) -> None:
+def test_a_batch_without_any_access_log_line_is_answered_with_the_reasons(services) -> None:
+    # valid by the schema, so accepted: nothing is analysed, and `parsing` says why
     lines = ["garbage", '{"time": "2024-03-11T10:15:32Z", "path": "/"}']
     answer = services["traffic"].post("/analyze", {"lines": lines})
-    assert answer.status_code == 422
-    message = answer.json()["error"]
-    assert message.startswith("lines:") and "2 lines, none parsed" in message
-    assert "line 1: too few fields" in message and "line 2: another format" in message
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["requests"] == [] and body["clients"] == []
+    assert (body["parsing"]["lines"], body["parsing"]["parsed"]) == (2, 0)
+    reasons = [u["reason"] for u in body["parsing"]["unparsed_lines"]]
+    assert reasons[0].startswith("too few fields") and reasons[1].startswith("another format")
+
+
+def test_a_field_sent_as_null_is_refused_as_the_schema_says(services) -> None:
+    answer = services["traffic"].post("/analyze", {"lines": ["x"], "requests": None})
+    assert answer.status_code == 400
+    assert "requests: null is not a list" in answer.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize(
