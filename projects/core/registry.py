@@ -231,18 +231,25 @@ def decide(
 
 
 def apply(decision: Decision) -> None:
-    """Move the aliases as decided and tag the candidate version with the verdict."""
+    """Tag the candidate version with the verdict, then move the aliases as decided.
+
+    The alias moves last, in one call: a promote killed before it leaves `@champion` where it
+    was (its rerun decides again), and one killed after it leaves a consistent new champion,
+    which the rerun finds already champion, keeping the verdict that made it so.
+    """
     from mlflow import MlflowClient
 
     client = MlflowClient()
     name, version = decision.model, decision.candidate_version
+    already = decision.champion_version == version
+    if not (already and "promotion" in client.get_model_version(name, version).tags):
+        client.set_model_version_tag(name, version, "promotion", decision.reason)
     if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
         if version_by_alias(name, CHALLENGER) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
+        client.set_registered_model_alias(name, CHAMPION, version)
     else:
         client.set_registered_model_alias(name, CHALLENGER, version)
-    client.set_model_version_tag(name, version, "promotion", decision.reason)
     log.info("%s v%s: %s", name, version, decision.reason)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from projects.core import paths
+from projects.core import paths, recovery
 
 TRACKING_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -107,9 +107,12 @@ def training_run(project: str, params: Mapping[str, Any], data: Any, source: Pat
     import mlflow
 
     start(project)
+    tags = {**lineage(), "project": project, "stage": "train"}
+    # created with them: which process has it open, and that evaluate has yet to log to it, so
+    # that what a killed pipeline leaves is found (recovery.py)
+    tags |= recovery.run_tags() | {recovery.EVALUATION_TAG: recovery.PENDING}
     # an experiment's runs carry DVC's experiment name; MLflow names the others
-    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME")) as run:
-        mlflow.set_tags({**lineage(), "project": project, "stage": "train"})
+    with mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME"), tags=tags) as run:
         mlflow.log_params(flatten(params))
         with warnings.catch_warnings():
             # MLflow registers its local source class twice and warns that the path is ambiguous
@@ -144,7 +147,10 @@ def record_evaluation(
     for name, table in tables.items():
         table.to_csv(plots_dir / name, index=False, lineterminator="\n")
     with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(recovery.run_tags())  # this process has the run open now
         mlflow.log_metrics(flatten(metrics, separator="_"))
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         mlflow.log_artifacts(str(plots_dir), "plots/data")
+        # last: a version whose run is still `pending` is one recovery may delete
+        mlflow.set_tag(recovery.EVALUATION_TAG, recovery.LOGGED)
