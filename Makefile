@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain bench bench-services bench-monitoring data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -44,8 +44,10 @@ setup: $(VENV)/.synced ## Install the locked environment, configure DVC, fetch t
 	@python -m projects.core.bootstrap
 
 # Every project's pipeline, from its first stage down. Unlike a bare `dvc repro`, this never
-# records a changed data/raw into data.dvc before validation has judged it.
-REPRO := dvc repro --downstream --glob '*-prepare'
+# records a changed data/raw into data.dvc before validation has judged it. projects/core/recovery
+# runs it as the only pipeline run in the repository (a second one waits) and first repairs what
+# a killed run left: RUNNING MLflow runs, unevaluated model versions, DVC's lock files.
+REPRO := python -m projects.core.recovery -- dvc repro --downstream --glob '*-prepare'
 
 run: setup ## Set up, then reproduce every project's pipeline
 	$(REPRO)
@@ -103,6 +105,10 @@ retrain: setup ## Fold PROJECT's labelled production data into its raw data, rer
 	@test -n "$(PROJECT)" || { echo "error: name the project: make retrain PROJECT=<name> (one of: $(call projects-with,feedback))" >&2; exit 2; }
 	python -m monitoring.retrain --project $(PROJECT)
 
+lineage: $(VENV)/.synced ## How prediction ID came to be: request log, model version, MLflow run, data, Bento (JSON=1)
+	@test -n "$(ID)" || { echo "error: give the prediction id: make lineage ID=<prediction_id> (every answer of a service carries it)" >&2; exit 2; }
+	@python -m monitoring.lineage $(if $(filter 1,$(JSON)),--json) -- '$(ID)'
+
 bench: setup ## Measure each project's model against the targets in docs/ (slow; BENCH=<name> for one)
 	@for project in $(or $(BENCH),$(call projects-with,bench)); do \
 	  echo "== $$project"; python -m projects.$$project.bench || exit 1; done
@@ -113,6 +119,10 @@ bench-services: setup ## Measure the services against in-process calls and plain
 
 bench-monitoring: setup ## Time the monitoring job on 100k requests against a plain Evidently report
 	python -m bench.monitoring_speed
+
+bench-faults: setup ## Drain on SIGTERM and recovery from a killed worker, under load (PROJECT=, OUT=file.json)
+	python -m services.pin
+	python -m bench.service_faults $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record
