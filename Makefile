@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -123,6 +123,10 @@ bench-monitoring: setup ## Time the monitoring job on 100k requests against a pl
 bench-faults: setup ## Drain on SIGTERM and recovery from a killed worker, under load (PROJECT=, OUT=file.json)
 	python -m services.pin
 	python -m bench.service_faults $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
+
+bench-overload: setup ## One service at 4x the load it sustains: accepted p99, refusals, probes (PROJECT=, OUT=file.json)
+	python -m services.pin
+	python -m bench.service_overload $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record
