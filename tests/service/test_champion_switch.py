@@ -54,6 +54,19 @@ class Load:
         return False
 
 
+def _copy_version(client, root, name: str, version):
+    """A new registered version of `version`'s model. MLflow resolves the model behind the
+    source through its global tracking URI, not the client's: point it at the copy meanwhile."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        return client.create_model_version(name, version.source, run_id=version.run_id)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def _promote(root, env, name: str, version: str) -> None:
     registry(root).set_registered_model_alias(name, "champion", version)
     run_in(root, env, sys.executable, "-m", "services.pin")
@@ -64,7 +77,7 @@ def test_a_new_champion_is_served_without_a_restart_or_a_failed_request(services
     env = env | {"BENTOML_HOME": str(root / "bentoml")}
     name, client = get(PROJECT).model_name, registry(root)
     old = client.get_model_version_by_alias(name, "champion")
-    new = client.create_model_version(name, old.source, run_id=old.run_id)
+    new = _copy_version(client, root, name, old)
     service = services[PROJECT]
     load = Load(service.server.url)
     load.thread.start()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.service
 
 CONFIG = paths.ROOT / "schemathesis.toml"
 # per operation; a fixed seed, so that a failure is the same on every run and on CI
-EXAMPLES = 30
+EXAMPLES = 15
 SEED = 0
 
 
