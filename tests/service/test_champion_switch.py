@@ -78,28 +78,29 @@ def test_a_new_champion_is_served_without_a_restart_or_a_failed_request(services
     name, client = get(PROJECT).model_name, registry(root)
     old = client.get_model_version_by_alias(name, "champion")
     new = _copy_version(client, root, name, old)
+    old_version, new_version = str(old.version), str(new.version)  # answers carry strings
     service = services[PROJECT]
     load = Load(service.server.url)
     load.thread.start()
     try:
-        _promote(root, env, name, new.version)
-        assert load.until(new.version, SWITCH_WITHIN), load.answers[-5:]
+        _promote(root, env, name, new_version)
+        assert load.until(new_version, SWITCH_WITHIN), load.answers[-5:]
         time.sleep(1)  # more answers after the switch
     finally:
         load.stopped.set()
         load.thread.join()
-        _promote(root, env, name, old.version)  # the copy's other tests expect the old one
+        _promote(root, env, name, old_version)  # the copy's other tests expect the old one
     statuses = {status for status, _ in load.answers}
     assert statuses == {200}, [a for a in load.answers if a[0] != 200][:5]
     versions = [version for _, version in load.answers]
-    first_new = versions.index(new.version)
-    assert set(versions[:first_new]) == {old.version}
-    assert set(versions[first_new:]) == {new.version}, "an answer after the switch named the old"
+    first_new = versions.index(new_version)
+    assert set(versions[:first_new]) == {old_version}
+    assert set(versions[first_new:]) == {new_version}, "an answer after the switch named the old"
     assert len(versions) - first_new > 5
     # and back, as the copy was
     back = service.post("/classify", BODY)
     deadline = time.monotonic() + SWITCH_WITHIN
-    while back.json()["model_version"] != old.version and time.monotonic() < deadline:
+    while back.json()["model_version"] != old_version and time.monotonic() < deadline:
         time.sleep(0.2)
         back = service.post("/classify", BODY)
-    assert back.json()["model_version"] == old.version
+    assert back.json()["model_version"] == old_version
