@@ -268,6 +268,19 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
+def served_project(project: str | None) -> str:
+    """`project` if it has a service, else (None) the first project that has one.
+
+    Raises:
+        StageError: it has none, or no project has one.
+    """
+    served = [p.name for p in choose([project] if project else None) if p.has_service()]
+    if not served:
+        which = f"{project} has no" if project else "no project has"
+        raise StageError(f"{which} a service (services/<name>/bentofile.yaml)")
+    return served[0]
+
+
 def free_port() -> int:
     import socket
 
@@ -518,17 +531,14 @@ def main(
 ) -> None:
     """Measure a service's drain on SIGTERM and its recovery from a killed worker."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    served = [p.name for p in choose([project] if project else None) if p.has_service()]
-    if not served:
-        which = f"{project} has no" if project else "no project has"
-        raise StageError(f"{which} a service (services/<name>/bentofile.yaml)")
+    project = served_project(project)
     with tempfile.TemporaryDirectory(prefix="service-faults-") as scratch:
         root = Path(scratch)
         (root / "drain").mkdir()
         (root / "crash").mkdir()
         figures = {
-            "drain": drain(served[0], clients, body_file, root / "drain"),
-            "crash": crashes(served[0], clients, body_file, root / "crash", crash_count, workers),
+            "drain": drain(project, clients, body_file, root / "drain"),
+            "crash": crashes(project, clients, body_file, root / "crash", crash_count, workers),
         }
     print(table(figures), flush=True)
     if out is not None:

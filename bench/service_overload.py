@@ -36,10 +36,9 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from bench.service_faults import checked_request, supervisor
+from bench.service_faults import checked_request, served_project, supervisor
 from projects.core import cli
 from projects.core.cli import StageError
-from projects.core.project import choose
 from services.common import MAX_IN_FLIGHT
 
 log = logging.getLogger(__name__)
@@ -213,11 +212,7 @@ def main(
 ) -> None:
     """Measure one service unloaded, at the rate it sustains, and at `factor` times that."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    served = [p.name for p in choose([project] if project else None) if p.has_service()]
-    if not served:
-        which = f"{project} has no" if project else "no project has"
-        raise StageError(f"{which} a service (services/<name>/bentofile.yaml)")
-    project = served[0]
+    project = served_project(project)
     with tempfile.TemporaryDirectory() as tmp, supervisor(project, Path(tmp)) as running:
         route, body = checked_request(running, body_file)
         body = body if body_file else lengthened(body, items)

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -21,7 +21,7 @@ import bentoml
 
 from projects.core import paths
 from projects.core.cli import StageError
-from services.http import Admission, BodyGuard, Contract, Message, Receive, Scope, Send
+from services.http import Admission, App, BodyGuard, Contract, Message, Receive, Scope, Send
 
 # Written by `python -m services.pin`: each project's pinned champion, read by its service.
 PINNED_FILE = Path(__file__).with_name("pinned.json")
@@ -160,9 +160,7 @@ class AccessLog:
     Writing is batched off the request path, like the request log.
     """
 
-    def __init__(
-        self, app: Callable[..., Awaitable[None]], project: str, max_body: int = 4096
-    ) -> None:
+    def __init__(self, app: App, project: str, max_body: int = 4096) -> None:
         self.app = app
         self.max_body = max_body
         self.log = BatchedLog(paths.monitoring_dir() / project / "access")
