@@ -25,9 +25,11 @@ from services.http import Admission, App, BodyGuard, Contract, Message, Receive,
 
 # Written by `python -m services.pin`: each project's pinned champion, read by its service.
 PINNED_FILE = Path(__file__).with_name("pinned.json")
-# The work a worker holds at once, and how long a request may take; the environment overrides
-# them (SERVICE_MAX_IN_FLIGHT, SERVICE_TIME_LIMIT), e.g. to test a service's refusals.
-MAX_IN_FLIGHT = 4
+# The requests a worker holds at once, how many of them run (the others wait their turn), and
+# how long a request may take (see `services.http.Admission`); the environment overrides them
+# (SERVICE_MAX_IN_FLIGHT, SERVICE_MAX_RUNNING, SERVICE_TIME_LIMIT).
+MAX_IN_FLIGHT = 1
+MAX_RUNNING = 1
 TIME_LIMIT = 30.0
 
 T = TypeVar("T")
@@ -118,8 +120,14 @@ class BatchedLog:
         data = "".join(f"{line}\n" for line in lines).encode("utf-8", "surrogateescape")
         # one append-mode write per batch: several workers may share the file without
         # interleaving their lines
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            # a worker killed in the middle of a write leaves its last line cut short: begin on
+            # a line of our own, or our first line would be glued to that one and lost with it
+            # (readers skip blank lines and name a cut one)
+            size = os.fstat(descriptor).st_size
+            if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                data = b"\n" + data
             view = memoryview(data)
             while view:
                 view = view[os.write(descriptor, view) :]
@@ -244,6 +252,7 @@ def add_middleware(
         routes=[api.route for api in service.apis.values()],
         limit=int(os.environ.get("SERVICE_MAX_IN_FLIGHT", MAX_IN_FLIGHT)),
         time_limit=float(os.environ.get("SERVICE_TIME_LIMIT", TIME_LIMIT)),
+        running=int(os.environ.get("SERVICE_MAX_RUNNING", MAX_RUNNING)),
     )
     service.add_asgi_middleware(BodyGuard)
 

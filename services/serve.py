@@ -38,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -255,8 +256,9 @@ class Follower:
     """Pins again whenever a served project's `@champion` moves, so that its running service
     switches to it without a restart (`services.common.ModelService`).
 
-    It looks every `every` seconds, and pins in a child process, so that this supervisor keeps
-    answering signals while the new model is imported.
+    It looks every `every` seconds, in a thread: the first look imports MLflow, seconds of work
+    that a stop signal must not wait for. It pins in a child process, so that this supervisor
+    keeps answering signals while the new model is imported.
     """
 
     def __init__(self, projects: list[str], every: float = FOLLOW_SECONDS) -> None:
@@ -264,11 +266,11 @@ class Follower:
         self.every = every
         self.due = time.monotonic() + every
         self.pinning: subprocess.Popen | None = None
+        self.looking: threading.Thread | None = None
+        self.moved: list[str] = []
 
     def poll(self) -> None:
-        """Look, if it is time; call it often."""
-        from services.pin import moved
-
+        """Look, if it is time, and pin what the last look found; call it often."""
         if self.pinning is not None:
             if self.pinning.poll() is None:
                 return
@@ -276,21 +278,33 @@ class Follower:
                 logger.error("pinning the new champion failed (status %d); the services keep "
                              "the models they have", self.pinning.returncode)  # fmt: skip
             self.pinning = None
+        if self.looking is not None:
+            if self.looking.is_alive():
+                return
+            self.looking = None
+            if self.moved:
+                logger.info("@champion moved for %s: pinning it; the services switch to it "
+                            "without a restart", ", ".join(self.moved))  # fmt: skip
+                self.pinning = subprocess.Popen([sys.executable, "-m", "services.pin"])
+                return
         if time.monotonic() < self.due:
             return
         self.due = time.monotonic() + self.every
+        self.looking = threading.Thread(target=self._look, name="look-champion", daemon=True)
+        self.looking.start()
+
+    def _look(self) -> None:
+        from services.pin import moved
+
         try:
-            changed = moved(self.projects)
+            self.moved = moved(self.projects)
         except Exception as exc:  # the registry out of reach must not stop the services
+            self.moved = []
             logger.warning("could not look up @champion (%s); looking again in %.0f s",
                            str(exc).splitlines()[0], self.every)  # fmt: skip
-            return
-        if changed:
-            logger.info("@champion moved for %s: pinning it; the services switch to it without "
-                        "a restart", ", ".join(changed))  # fmt: skip
-            self.pinning = subprocess.Popen([sys.executable, "-m", "services.pin"])
 
     def close(self) -> None:
+        # a look still running is a daemon thread: it ends with this process
         if self.pinning is not None and self.pinning.poll() is None:
             self.pinning.terminate()
             self.pinning.wait()

@@ -129,7 +129,9 @@ def _answer(sent: list[dict]) -> tuple[int, dict, bytes]:
     return start["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
 
 
-def _admitted(delays: list[float], limit: int, time_limit: float) -> list[tuple[int, dict]]:
+def _admitted(
+    delays: list[float], limit: int, time_limit: float, running: int = 1
+) -> list[tuple[int, dict]]:
     """Requests that take `delays` seconds each, sent at once through `Admission`."""
 
     async def slow(scope, receive, send) -> None:
@@ -137,7 +139,9 @@ def _admitted(delays: list[float], limit: int, time_limit: float) -> list[tuple[
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    admission = Admission(slow, routes=["/predict"], limit=limit, time_limit=time_limit)
+    admission = Admission(
+        slow, routes=["/predict"], limit=limit, time_limit=time_limit, running=running
+    )
 
     async def one(delay: float) -> tuple[int, dict]:
         sent: list[dict] = []
@@ -168,6 +172,19 @@ def test_admission_refuses_beyond_its_bound_at_once_with_retry_after() -> None:
     assert [status for status, _ in answers] == [200, 200, 503]
     assert answers[2][1]["retry-after"] == "1"
     assert time.perf_counter() - start < 1
+
+
+def test_held_requests_run_in_turn_and_a_wait_counts_against_the_time_limit() -> None:
+    import time
+
+    start = time.perf_counter()
+    assert [s for s, _ in _admitted([0.2, 0.2], limit=2, time_limit=5)] == [200, 200]
+    assert time.perf_counter() - start >= 0.4  # one ran after the other
+    start = time.perf_counter()
+    assert [s for s, _ in _admitted([0.2, 0.2], limit=2, time_limit=5, running=2)] == [200, 200]
+    assert time.perf_counter() - start < 0.35  # side by side
+    # the second waits 0.3 s for its turn: with its own 0.1 s it is past 0.35 s
+    assert [s for s, _ in _admitted([0.3, 0.1], limit=2, time_limit=0.35)] == [200, 504]
 
 
 def test_admission_answers_504_past_its_time_limit() -> None:
@@ -379,3 +396,58 @@ def test_records_name_the_model_and_version_that_answered(tmp_path, monkeypatch)
     (written,) = (tmp_path / "monitoring" / "p" / "requests").glob("*.jsonl")
     record = json.loads(written.read_text())
     assert (record["model"], record["model_version"]) == ("m", "1")  # the request's, not now's
+
+
+def test_the_follower_looks_in_a_thread_and_pins_what_the_look_found(monkeypatch) -> None:
+    import sys
+    import threading
+    import time
+
+    from services import pin, serve
+
+    release = threading.Event()
+
+    def slow_look(projects: list[str]) -> list[str]:
+        release.wait(10)  # as the first look, which imports MLflow
+        return projects
+
+    started: list[list[str]] = []
+
+    class Child:
+        def __init__(self, args: list[str]) -> None:
+            started.append(args)
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(pin, "moved", slow_look)
+    monkeypatch.setattr(serve.subprocess, "Popen", Child)
+    follower = serve.Follower(["spam"], every=0)
+    begun = time.monotonic()
+    follower.poll()
+    follower.poll()
+    assert time.monotonic() - begun < 1  # the supervisor's loop, and its signals, never wait
+    assert started == []
+    release.set()
+    follower.looking.join(10)
+    follower.poll()
+    assert started == [[sys.executable, "-m", "services.pin"]]
+
+
+def test_a_batch_after_a_line_cut_short_by_a_killed_worker_begins_on_a_line_of_its_own(
+    tmp_path,
+) -> None:
+    import datetime as dt
+
+    from services.common import BatchedLog
+
+    path = tmp_path / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}.log"
+    path.write_text('{"a": 1}\n{"b": ')  # a worker was killed while it wrote
+    log = BatchedLog(tmp_path, interval=60)
+    log.append_line('{"c": 3}')
+    log.close()
+    assert path.read_text().splitlines() == ['{"a": 1}', '{"b": ', '{"c": 3}']
+    log = BatchedLog(tmp_path, interval=60)  # a whole last line: nothing added
+    log.append_line('{"d": 4}')
+    log.close()
+    assert path.read_text().endswith('{"c": 3}\n{"d": 4}\n')
