@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -124,9 +124,13 @@ bench-faults: setup ## Drain on SIGTERM and recovery from a killed worker, under
 	python -m services.pin
 	python -m bench.service_faults $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
 
-bench-overload: setup ## One service at 4x the load it sustains: accepted p99, refusals, probes (PROJECT=, OUT=file.json)
+bench-overload: setup ## Each service at 4x the load it sustains: accepted p99, refusals, probes (PROJECT=, OUT=file.json)
 	python -m services.pin
 	python -m bench.service_overload $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
+
+bench-soak: setup ## Every service under mixed traffic for 10 minutes: errors, memory, request log (MINUTES=, OUT=file.json)
+	python -m services.pin
+	python -m bench.service_soak $(if $(MINUTES),--minutes $(MINUTES)) $(if $(OUT),--out $(OUT))
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record

@@ -9,7 +9,8 @@ or read from `--body-file`). Every request records when its body was fully sent 
 trace), so "accepted before the signal" means a connection established and the request sent.
 
 - drain: load, then SIGTERM to the supervisor's group. Counted: requests sent before the signal
-  that failed (a transport error or a 5xx; expected 0), those sent after it and how they ended,
+  that failed (a transport error or a 5xx other than the admission bound's 503, which refuses a
+  request rather than failing one it accepted; expected 0), those sent after it and how they ended,
   how long the stop took, and whether the request log and the access log hold a record for every
   answered request.
 - crash (`--crashes` times, one supervisor; the service with `--workers` workers): under load,
@@ -100,14 +101,23 @@ def example(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
     return None
 
 
-def first_request(document: dict[str, Any]) -> tuple[str, Any]:
-    """The first POST route of an OpenAPI document and a body built for it."""
+def post_requests(document: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every POST route of an OpenAPI document that takes JSON, each with a body built for it."""
     schemas = document.get("components", {}).get("schemas", {})
+    found = []
     for route, item in document.get("paths", {}).items():
         content = item.get("post", {}).get("requestBody", {}).get("content", {})
         if "application/json" in content:
-            return route, example(content["application/json"].get("schema", {}), schemas)
-    raise StageError("the service's OpenAPI document has no POST route with a JSON body")
+            found.append((route, example(content["application/json"].get("schema", {}), schemas)))
+    return found
+
+
+def first_request(document: dict[str, Any]) -> tuple[str, Any]:
+    """The first POST route of an OpenAPI document and a body built for it."""
+    found = post_requests(document)
+    if not found:
+        raise StageError("the service's OpenAPI document has no POST route with a JSON body")
+    return found[0]
 
 
 # --- load ----------------------------------------------------------------------------------------
@@ -130,8 +140,13 @@ class Outcome:
         return self.status is not None
 
     @property
+    def refused(self) -> bool:
+        """Refused at once by the admission bound: not accepted, so not a failure."""
+        return self.status == 503
+
+    @property
     def failed(self) -> bool:
-        return self.status is None or self.status >= 500
+        return self.status is None or (self.status >= 500 and not self.refused)
 
 
 @dataclass
@@ -163,8 +178,8 @@ class Load:
             while not self._stop.is_set() and len(self.outcomes) < MAX_REQUESTS:
                 outcome = self.one(client)
                 self.outcomes.append(outcome)  # list.append is atomic
-                if outcome.error:
-                    time.sleep(0.05)  # a refused connection must not become a busy loop
+                if outcome.error or outcome.refused:
+                    time.sleep(0.05)  # a refusal must not become a busy loop
 
     def one(self, client: httpx.Client) -> Outcome:
         sent: list[float] = []
@@ -268,17 +283,25 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
-def served_project(project: str | None) -> str:
-    """`project` if it has a service, else (None) the first project that has one.
+def served_projects(projects: list[str] | None) -> list[str]:
+    """Those of `projects` that have a service, else (None) every project that has one.
 
     Raises:
-        StageError: it has none, or no project has one.
+        StageError: one of them has none, or no project has one.
     """
-    served = [p.name for p in choose([project] if project else None) if p.has_service()]
+    chosen = choose(projects or None)
+    served = [p.name for p in chosen if p.has_service()]
+    if projects and len(served) < len(chosen):
+        missing = ", ".join(p.name for p in chosen if not p.has_service())
+        raise StageError(f"{missing}: no service (services/<name>/bentofile.yaml)")
     if not served:
-        which = f"{project} has no" if project else "no project has"
-        raise StageError(f"{which} a service (services/<name>/bentofile.yaml)")
-    return served[0]
+        raise StageError("no project has a service (services/<name>/bentofile.yaml)")
+    return served
+
+
+def served_project(project: str | None) -> str:
+    """`project` if it has a service, else (None) the first project that has one."""
+    return served_projects([project] if project else None)[0]
 
 
 def free_port() -> int:
@@ -290,19 +313,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def supervisor(project: str, directory: Path, workers: int = 1) -> Iterator[Supervisor]:
-    """`python -m services.serve` for `project` on a free port with `workers` workers, ready;
-    stopped however this ends (SIGTERM to its group, then SIGKILL to it and what it started)."""
+def supervisor(
+    project: str, directory: Path, workers: int = 1, env: dict[str, str] | None = None,
+    follow: bool = True,
+) -> Iterator[Supervisor]:  # fmt: skip
+    """`python -m services.serve` for `project` on a free port with `workers` workers and
+    `env` added to its environment, ready; stopped however this ends (SIGTERM to its group,
+    then SIGKILL to it and what it started). Without `follow`, the supervisor does not look for
+    a moved `@champion` (its first look imports MLflow: seconds of a core, once)."""
     port = free_port()
     output = directory / "serve.log"
-    env = os.environ | {"MONITORING_DIR": str(directory)}
+    env = os.environ | (env or {}) | {"MONITORING_DIR": str(directory)}
     if workers != 1:  # BentoML's configuration, overridden for this service only
         service = Project(project).service.rsplit(":", 1)[-1]
         env["BENTOML_CONFIG_OPTIONS"] = f"services.{service}.workers={workers}"
     with output.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.serve", "--project", project,
-             "--port", f"{project}={port}"],
+             "--port", f"{project}={port}", *([] if follow else ["--no-follow"])],
             cwd=paths.ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent(),
@@ -383,6 +411,7 @@ def drain(project: str, clients: int, body_file: Path | None, directory: Path) -
         "supervisor_exit_status": status,
         "stop_seconds": round(stopped - signalled, 3),
         "sent_before_signal": len(before),
+        "refused_before_signal": sum(o.refused for o in before),
         "failed_before_signal": sum(o.failed for o in before),
         "errors_before_signal": dict(Counter(o.error or str(o.status) for o in before if o.failed)),
         "in_flight_at_signal": sum(o.ended > signalled for o in before),
@@ -452,7 +481,9 @@ def one_crash(
     time.sleep(AFTER_SECONDS)
     outcomes = load.stop()
     probe.stop()
-    again = next((o.ended for o in outcomes if o.started > killed and not o.failed), None)
+    again = next(
+        (o.ended for o in outcomes if o.started > killed and o.answered and o.status < 400), None
+    )
     figures = {
         "workers": len(before),
         "worker_killed": before[0].pid,
@@ -462,6 +493,7 @@ def one_crash(
         "succeeding_again_seconds": None if again is None else round(again - killed, 3),
         "requests": len(outcomes),
         "failed": sum(o.failed for o in outcomes),
+        "refused": sum(o.refused for o in outcomes),
         "errors": dict(Counter(o.error or str(o.status) for o in outcomes if o.failed)),
         "answered": sum(o.answered for o in outcomes),
         "answered_2xx": sum(o.answered and o.status < 400 for o in outcomes),
@@ -481,8 +513,8 @@ def table(figures: dict[str, Any]) -> str:
     """The figures as a small text table."""
     d = figures["drain"]
     rows = [
-        ("drain: sent before SIGTERM / failed", f"{d['sent_before_signal']} / "
-         f"{d['failed_before_signal']}"),
+        ("drain: sent before SIGTERM / refused (503) / failed", f"{d['sent_before_signal']} / "
+         f"{d['refused_before_signal']} / {d['failed_before_signal']}"),
         ("drain: in flight at SIGTERM", d["in_flight_at_signal"]),
         ("drain: sent after / answered", f"{d['sent_after_signal']} / "
          f"{d['answered_after_signal']}"),
@@ -498,7 +530,10 @@ def table(figures: dict[str, Any]) -> str:
             (f"crash {number}: new worker ready after (s)", c["replacement_ready_seconds"]),
             (f"crash {number}: /readyz 200 again after (s)", c["ready_seconds"]),
             (f"crash {number}: requests succeed again after (s)", c["succeeding_again_seconds"]),
-            (f"crash {number}: failed / requests", f"{c['failed']} / {c['requests']}"),
+            (
+                f"crash {number}: failed / refused (503) / requests",
+                f"{c['failed']} / {c['refused']} / {c['requests']}",
+            ),
         ]
     rows += [
         ("crashes: request log lost / bound / answered", f"{summary['request_log_lost']} / "
