@@ -128,7 +128,7 @@ bench-overload: setup ## Each service at 4x the load it sustains: accepted p99, 
 	python -m services.pin
 	python -m bench.service_overload $(if $(PROJECT),--project $(PROJECT)) $(if $(OUT),--out $(OUT))
 
-bench-soak: setup ## Every service under mixed traffic for 10 minutes: errors, memory, request log (MINUTES=, OUT=file.json)
+bench-soak: setup ## Every service under a mix of requests for 10 minutes: errors, memory, request log (MINUTES=, OUT=file.json)
 	python -m services.pin
 	python -m bench.service_soak $(if $(MINUTES),--minutes $(MINUTES)) $(if $(OUT),--out $(OUT))
 

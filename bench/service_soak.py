@@ -1,4 +1,4 @@
-"""Every service under mixed traffic for ten minutes: no errors, memory that stays put, and
+"""Every service under a mix of requests for ten minutes: no errors, memory that stays put, and
 exactly one request-log record per prediction answered.
 
 Run: `make bench-soak` (or `python -m bench.service_soak --out soak.json` after
@@ -54,7 +54,7 @@ BAD_BODIES = (b"{}", b'{"lines": ', b"[1, 2]")  # a missing field, not JSON, not
 
 
 @dataclass
-class Traffic:
+class Mix:
     """One client's mixed requests to one service until `stop` is set."""
 
     served: Supervisor
@@ -162,14 +162,14 @@ def checked_requests(served: Supervisor) -> tuple[list[tuple[str, Any]], list[st
 def soak(
     served: list[Supervisor], items: int, warmup: float, seconds: float, seed: int
 ) -> dict[str, Any]:
-    """Mixed traffic to every service for `warmup` + `seconds`; the figures, logs aside."""
-    traffic = []
+    """A mix of requests to every service for `warmup` + `seconds`; the figures, logs aside."""
+    mixes = []
     for number, one in enumerate(served):
         requests, ids = checked_requests(one)
-        traffic.append(Traffic(one, requests, items, seed + number, answered=Counter(ids)))
+        mixes.append(Mix(one, requests, items, seed + number, answered=Counter(ids)))
     probes = Probes(served)
     stop = threading.Event()
-    threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in traffic]
+    threads = [threading.Thread(target=t.run, args=(stop,), daemon=True) for t in mixes]
     threads.append(threading.Thread(target=probes.run, args=(stop,), daemon=True))
     for thread in threads:
         thread.start()
@@ -186,7 +186,7 @@ def soak(
         thread.join()
     took = time.monotonic() - start
     figures: dict[str, Any] = {"seconds": round(took, 1), "services": {}}
-    for one, sent in zip(served, traffic, strict=True):
+    for one, sent in zip(served, mixes, strict=True):
         memory = {}
         for pid, at_start in samples[0][one.project].items():
             series = [sample[one.project].get(pid) for sample in samples]
@@ -218,12 +218,12 @@ def main(
         list[str] | None, typer.Option(help="A project whose service is soaked; all served.")
     ] = None,
     minutes: Annotated[float, typer.Option(help="How long the soak lasts, after warm-up.")] = 10,
-    warmup: Annotated[float, typer.Option(help="Seconds of traffic before memory counts.")] = 60,
+    warmup: Annotated[float, typer.Option(help="Seconds of requests before memory counts.")] = 60,
     items: Annotated[int, typer.Option(help="The longest a request's first list gets.")] = 50,
     seed: Annotated[int, typer.Option(help="Seeds the mix.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Where the figures go, as JSON.")] = None,
 ) -> None:
-    """Soak every service (or those named) with mixed traffic; fail if any bound is broken."""
+    """Soak every service (or those named) with a mix of requests; fail if any bound is broken."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     if minutes <= 0 or warmup < 0 or items < 1:
         raise StageError("--minutes must be above 0, --warmup at least 0 and --items at least 1")

@@ -193,11 +193,12 @@ def test_killed_while_training_the_next_run_completes_and_fails_the_orphaned_run
     assert {"process.pid", "process.start", "pipeline.pid", "pipeline.start"} <= set(tags)
 
 
-def test_killed_while_evaluating_the_version_is_kept_and_evaluated_and_a_second_run_waits(
+def test_kills_in_evaluate_and_promote_leave_champion_and_a_second_run_waits_for_the_recovery(
     workspace,
 ) -> None:
     root, env = workspace
     client = registry(root)
+    champion = _champion(client)
     _set_param(root, "C", 0.5)
     run = Run(root, env)
     run.until_stage("spam-evaluate")
@@ -207,7 +208,16 @@ def test_killed_while_evaluating_the_version_is_kept_and_evaluated_and_a_second_
         _quietly(lambda: client.get_run(_versions(client)["2"].run_id).info.status == "RUNNING"),
     )
     run.kill()
-    assert _champion(client) == "1"
+    assert _champion(client) == champion
+    assert client.get_run(_versions(client)["2"].run_id).data.tags["evaluation"] == "pending"
+
+    _set_param(root, "C", 0.25)  # train runs again: no evaluate will judge v2 now
+    run = Run(root, env)
+    run.until_stage("spam-promote")
+    run.kill()
+    assert "marked FAILED" in run.output  # its recovery failed the run evaluate had open
+    assert _champion(client) == champion  # promote was killed before it could move it
+    assert set(_versions(client)) == {"1", "2", "3"}
 
     first = Run(root, env)
     lock = root / ".dvc/tmp/repro.lock"
@@ -218,39 +228,11 @@ def test_killed_while_evaluating_the_version_is_kept_and_evaluated_and_a_second_
     waited = second.finish()
     assert f"another `make repro` is running (pid {first.process.pid}); waiting for it" in waited
     assert "Data and pipelines are up to date" in waited
-    assert "marked FAILED" in output  # the run evaluate had open
-    # DVC had recorded train: the version train registered is the one evaluate judges now
+    assert f"deleted {MODEL} v2: " in output
+    # DVC had recorded train and evaluate of v3: only promote runs again
     assert "Running stage 'spam-train'" not in output
-    assert "Running stage 'spam-evaluate'" in output
-    assert set(_versions(client)) == {"1", "2"}
-    assert client.get_run(_versions(client)["2"].run_id).info.status == "FINISHED"
-    _assert_recovered(client)
-    _assert_promotion_consistent(root, client, champion_before="1")
-
-
-def test_a_version_left_unevaluated_is_deleted_once_retrained_and_promote_moves_champion_last(
-    workspace,
-) -> None:
-    root, env = workspace
-    client = registry(root)
-    champion = _champion(client)
-    _set_param(root, "C", 2.0)
-    run = Run(root, env)
-    run.until_stage("spam-evaluate")
-    run.kill()
-    assert client.get_run(_versions(client)["3"].run_id).data.tags["evaluation"] == "pending"
-
-    _set_param(root, "C", 0.25)  # train runs again: no evaluate will judge v3 now
-    run = Run(root, env)
-    run.until_stage("spam-promote")
-    run.kill()
-    assert _champion(client) == champion  # promote was killed before it could move it
-    assert set(_versions(client)) == {"1", "2", "3", "4"}
-
-    output = Run(root, env).finish()
-    assert f"deleted {MODEL} v3: " in output
+    assert "Running stage 'spam-evaluate'" not in output
     assert "Running stage 'spam-promote'" in output
-    assert "Running stage 'spam-train'" not in output
-    assert set(_versions(client)) == {"1", "2", "4"}
+    assert set(_versions(client)) == {"1", "3"}
     _assert_recovered(client)
     _assert_promotion_consistent(root, client, champion_before=champion)
