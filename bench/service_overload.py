@@ -2,22 +2,21 @@
 the rest refused at once, and do its probes still answer?
 
 Run: `make bench-overload` (or `python -m bench.service_overload --out overload.json` after
-`python -m services.pin`); about a minute per service. Each service runs through the real
+`python -m services.pin`); about 80 s per service. Each service runs through the real
 supervisor (`python -m services.serve`) on a free port, its logs in a temporary
 `MONITORING_DIR`, with the admission bound and time limit it has in production
 (`services.http.Admission`; `--max-in-flight` and `--max-running` try others), and without
 the supervisor's look for a moved `@champion` (`--no-follow`: its first look imports MLflow,
-seconds of a core that would fall in one phase or another). The request is
-the first route's example from the service's OpenAPI document, its first list made `--items`
-long (or `--body-file`).
+seconds of a core that would fall in one phase or another). The request is the first route's
+example from the service's OpenAPI document, its first list made `--items` long (or
+`--body-file`).
 
 Each phase lasts `--seconds`:
 
 1. unloaded: one client, one request after another: the p50 and p99 of a request alone;
 2. sustained: as many clients as the bound (closed loop): the requests per second it serves;
-3. overload: requests arriving at `--factor` times that rate (open loop:
-   Poisson arrivals, whatever became of the earlier ones), with `/readyz` and `/livez`
-   probed every 100 ms.
+3. overload: requests arriving at `--factor` times that rate (open loop: Poisson arrivals,
+   whatever became of the earlier ones), with `/readyz` and `/livez` probed every 100 ms.
 
 Measured in 3: the p99 of accepted requests against twice the unloaded p99; how quickly the
 refused ones (503) were answered and whether they carried `Retry-After`; any other answer or
@@ -215,10 +214,16 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self._pool.shutdown()
 
-    def closed(self, url: str, request: bytes, clients: int, seconds: float):
+    def closed(
+        self, url: str, request: bytes, clients: int, seconds: float
+    ) -> tuple[list[Sent], float]:
+        """`_closed_loop` in the client's process."""
         return self._pool.submit(_load, "closed", url, request, clients, seconds).result()
 
-    def open(self, url: str, request: bytes, rate: float, seconds: float, seed: int):
+    def open(
+        self, url: str, request: bytes, rate: float, seconds: float, seed: int
+    ) -> tuple[list[Sent], list[float]]:
+        """`_open_loop` in the client's process."""
         return self._pool.submit(_load, "open", url, request, rate, seconds, seed).result()
 
 
