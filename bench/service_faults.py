@@ -60,6 +60,9 @@ LOAD_SECONDS = 3.0  # steady load before each fault
 AFTER_SECONDS = 2.0  # load kept up after a crash's recovery
 RECOVER_SECONDS = 60.0  # a crash not recovered by then is reported as such
 FLUSH_INTERVAL = 1.0  # services.common.BatchedLog's
+# a kill's time is taken just before the signal: an answer the client reads this long after it
+# was still sent by the killed worker, and belongs to that kill
+KILL_SLACK = 0.1
 TIMEOUT = 30.0  # a client's; longer than a recovery, so queued requests wait rather than fail
 MAX_REQUESTS = 200_000  # per phase, a bound besides time
 WORKER_MODULE = "_bentoml_impl.worker.service"
@@ -441,9 +444,12 @@ def crashes(
     # the last records are flushed when the supervisor stops the service: count them after
     answered_at = {o.request_id: o.ended for o in outcomes if o.request_id}
     lost = set(answered_at) - running.request_ids()
-    # how long before a kill each lost record was answered: within the flush interval, if only
-    # the killed worker's buffer was lost
-    ages = [min(k - answered_at[i] for k in kills if k >= answered_at[i]) for i in lost]
+    # how long before its kill each lost record was answered: within the flush interval, if
+    # only the killed worker's buffer was lost
+    ages = [
+        min((k - answered_at[i] for k in kills if k >= answered_at[i] - KILL_SLACK), default=0.0)
+        for i in lost
+    ]
     answered = sum(o.answered for o in outcomes) + 1  # and the checked request
     lines = running.access_lines(route)
     summary = {
@@ -454,6 +460,7 @@ def crashes(
         "answered": answered,
         "access_log_lines": lines,
         "access_log_lost": answered - lines,
+        "access_log_lost_bound": sum(r["answered_at_kill"] for r in results),
     }
     return [*results, summary]
 
@@ -497,9 +504,16 @@ def one_crash(
         "errors": dict(Counter(o.error or str(o.status) for o in outcomes if o.failed)),
         "answered": sum(o.answered for o in outcomes),
         "answered_2xx": sum(o.answered and o.status < 400 for o in outcomes),
-        # what the killed worker answered in its last flush interval: the most it can lose
+        # what the killed worker answered in its last flush interval, the most its logs can
+        # lose: predictions (the request log) and every answer, refusals too (the access log)
         "buffered_at_kill": sum(
-            o.answered and o.status < 400 and killed - FLUSH_INTERVAL <= o.ended <= killed
+            o.answered
+            and o.status < 400
+            and killed - FLUSH_INTERVAL <= o.ended <= killed + KILL_SLACK
+            for o in outcomes
+        ),
+        "answered_at_kill": sum(
+            o.answered and killed - FLUSH_INTERVAL <= o.ended <= killed + KILL_SLACK
             for o in outcomes
         ),
     }
@@ -540,8 +554,8 @@ def table(figures: dict[str, Any]) -> str:
          f"{summary['request_log_lost_bound']} / {summary['answered_2xx']}"),
         ("crashes: oldest lost record, before its kill (s)",
          summary["request_log_lost_oldest_seconds"]),
-        ("crashes: access log lost / answered", f"{summary['access_log_lost']} / "
-         f"{summary['answered']}"),
+        ("crashes: access log lost / bound / answered", f"{summary['access_log_lost']} / "
+         f"{summary['access_log_lost_bound']} / {summary['answered']}"),
     ]  # fmt: skip
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
