@@ -68,6 +68,7 @@ MAX_REQUESTS = 200_000  # per phase, a bound besides time
 WORKER_MODULE = "_bentoml_impl.worker.service"
 # every answer carries its predictions' ids, `<request id>-<index>`; the request log keeps them
 REQUEST_ID = re.compile(r'"prediction_id"\s*:\s*"([0-9a-f]{32})-')
+PREDICTION_ID = re.compile(r'"prediction_id"\s*:\s*"([0-9a-f]{32}-\d+)"')
 
 
 # --- one request, and its body from the OpenAPI document (pure) ----------------------------------
@@ -261,13 +262,17 @@ class Supervisor:
         lines = self.output.read_text(errors="replace").splitlines()
         return sum("] Service " in line and line.endswith(" initialized") for line in lines)
 
-    def request_ids(self) -> set[str]:
-        ids = set()
+    def logged(self, key: str) -> Counter[str]:
+        """How many request-log records carry each value of `key` (skipping unreadable lines)."""
+        found: Counter[str] = Counter()
         for path in paths.requests_dir(self.project, self.monitoring).glob("*.jsonl"):
             for line in path.read_text().splitlines():
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    ids.add(json.loads(line)["request_id"])
-        return ids
+                    found[json.loads(line)[key]] += 1
+        return found
+
+    def request_ids(self) -> set[str]:
+        return set(self.logged("request_id"))
 
     def access_lines(self, route: str) -> int:
         mark = f'"POST {route} '

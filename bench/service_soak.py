@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import tempfile
 import threading
 import time
@@ -36,9 +35,15 @@ import httpx
 import psutil
 import typer
 
-from bench.service_faults import Supervisor, post_requests, served_projects, supervisor
+from bench.service_faults import (
+    PREDICTION_ID,
+    Supervisor,
+    post_requests,
+    served_projects,
+    supervisor,
+)
 from bench.service_overload import lengthened
-from projects.core import cli, paths
+from projects.core import cli
 from projects.core.cli import StageError
 
 log = logging.getLogger(__name__)
@@ -48,8 +53,6 @@ TIMEOUT = 60.0  # a client's: over the services' time limit, so a slow answer is
 SAMPLE_EVERY = 10.0
 PROBE_EVERY = 1.0
 BAD_SHARE = 0.1
-# every answer carries its predictions' ids, `<request id>-<index>`; the request log keeps them
-PREDICTION_ID = re.compile(r'"prediction_id"\s*:\s*"([0-9a-f]{32}-\d+)"')
 BAD_BODIES = (b"{}", b'{"lines": ', b"[1, 2]")  # a missing field, not JSON, not an object
 
 
@@ -126,11 +129,7 @@ def rss_mb(served: Supervisor) -> dict[int, float]:
 
 def log_check(served: Supervisor, answered: Counter[str]) -> dict[str, int]:
     """The request log against the prediction ids answered: how many records each has."""
-    records: Counter[str] = Counter()
-    for path in paths.requests_dir(served.project, served.monitoring).glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                records[json.loads(line)["prediction_id"]] += 1
+    records = served.logged("prediction_id")
     return {
         "predictions_answered": sum(answered.values()),
         "answered_twice": sum(1 for n in answered.values() if n > 1),  # ids must be unique
