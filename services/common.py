@@ -21,7 +21,17 @@ import bentoml
 
 from projects.core import paths
 from projects.core.cli import StageError
-from services.http import Admission, App, BodyGuard, Contract, Message, Receive, Scope, Send
+from services.http import (
+    Admission,
+    App,
+    BodyGuard,
+    Contract,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    install_timeout,
+)
 
 # Written by `python -m services.pin`: each project's pinned champion, read by its service.
 PINNED_FILE = Path(__file__).with_name("pinned.json")
@@ -244,7 +254,9 @@ def add_middleware(
 ) -> None:
     """Give a service the middleware every service has, outermost first: the access log, so
     that it sees every refusal too; the contract (routes, methods, the OpenAPI document, with
-    `statuses`: a route's own errors); admission; the body guard (see `services.http`)."""
+    `statuses`: a route's own errors); admission; the body guard (see `services.http`). And
+    BentoML's time limit, outermost, without its leak (`services.http.Timeout`)."""
+    install_timeout()
     service.add_asgi_middleware(AccessLog, project=project)
     service.add_asgi_middleware(Contract, service=service, extra=statuses)
     service.add_asgi_middleware(

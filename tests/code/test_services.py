@@ -15,7 +15,7 @@ from projects.core import paths
 from projects.core.cli import StageError
 from projects.core.project import discover
 from services.common import RequestLog, read_pinned
-from services.http import Admission, BodyGuard, Contract
+from services.http import Admission, BodyGuard, Contract, Timeout, install_timeout
 
 
 def test_the_request_log_writes_what_gathered_and_everything_on_close(tmp_path) -> None:
@@ -226,6 +226,66 @@ def test_work_past_its_time_limit_keeps_its_place_until_it_ends() -> None:
 
     # the first times out; its thread still runs, so the second finds no room
     assert asyncio.run(run()) == [504, 503]
+
+
+def _timed(app, timeout: float, requests: int = 1) -> tuple[list[int], int]:
+    """`requests` requests through `Timeout(app)` at once: their statuses, and how many timers
+    the loop still had pending once they were answered."""
+
+    async def run() -> tuple[list[int], int]:
+        timeout_app = Timeout(app, timeout=timeout)
+
+        async def one() -> int:
+            sent: list[dict] = []
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            scope = {"type": "http", "path": "/readyz", "method": "GET", "headers": []}
+            await timeout_app(scope, None, send)
+            return _answer(sent)[0]
+
+        statuses = await asyncio.gather(*(one() for _ in range(requests)))
+        loop = asyncio.get_running_loop()
+        pending = [h for h in loop._scheduled if not h.cancelled()]
+        return list(statuses), len(pending)
+
+    return asyncio.run(run())
+
+
+async def _ok(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_no_request_leaves_its_timer_behind() -> None:
+    # BentoML's TimeoutMiddleware, which this replaces, left one per request for 60 s
+    assert _timed(_ok, timeout=60, requests=100) == ([200] * 100, 0)
+
+
+def test_an_answer_not_begun_within_the_timeout_is_a_504() -> None:
+    async def slow(scope, receive, send) -> None:
+        await asyncio.sleep(1)
+        await _ok(scope, receive, send)
+
+    assert _timed(slow, timeout=0.1) == ([504], 0)
+
+
+def test_bentoml_builds_its_apps_with_our_timeout() -> None:
+    from bentoml._internal.server.base_app import BaseAppFactory
+    from bentoml._internal.server.http import traffic
+
+    original = traffic.TimeoutMiddleware
+    try:
+        install_timeout()
+
+        class Factory(BaseAppFactory):
+            name = "test"
+
+        middleware = Factory(timeout=60).middlewares
+        assert [m.cls for m in middleware] == [Timeout]
+    finally:
+        traffic.TimeoutMiddleware = original
 
 
 def test_admission_never_holds_the_probes() -> None:
