@@ -69,6 +69,15 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def refreeze_heap() -> None:
+    """`freeze_heap` again after a switch: the old model was frozen with everything else, and
+    the collector never frees what is frozen, so a reference cycle in it would outlive it.
+    Unfrozen, it is collected (the one full walk of the heap this costs is once a switch), and
+    the new model is frozen in its place."""
+    gc.unfreeze()
+    freeze_heap()
+
+
 class ClientErrorFilter(logging.Filter):
     """BentoML logs a client's invalid request as an ERROR with a traceback; make it one INFO
     line, so that ERROR means the server's own failure."""
@@ -332,6 +341,8 @@ class ModelService:
     assignment. A request reads `self.champion` once, so it is answered by one model from start
     to end, and every answer after the swap names the new version. A model that cannot be
     loaded is logged and the old one kept. Nothing but the file on this machine triggers it.
+    Once no request can still hold the old model (`refreeze_after`), it is collected and the
+    heap frozen again with the new one (`refreeze_heap`).
     """
 
     project: ClassVar[str]
@@ -339,6 +350,9 @@ class ModelService:
     bento_model: ClassVar[Any]
     pinned_file: ClassVar[Path] = PINNED_FILE
     follow_every: ClassVar[float] = 1.0  # seconds between looks at the pin
+    # seconds from a switch to the heap frozen again (`refreeze_heap`): by then the requests
+    # the old model was answering are over
+    refreeze_after: ClassVar[float] = TIME_LIMIT
 
     def __init__(self) -> None:
         quiet_client_errors()
@@ -369,13 +383,18 @@ class ModelService:
     def _follow(self) -> None:
         """Swap to the model the pin names whenever it changes (see the class's docstring)."""
         seen = None  # so the first look reads the pin, which may have moved since the start
+        refreeze_at = None
         while not self._stop.wait(self.follow_every):
+            if refreeze_at is not None and time.monotonic() >= refreeze_at:
+                refreeze_heap()
+                refreeze_at = None
             modified = _modified(self.pinned_file)
             if modified == seen:
                 continue
             seen = modified
             try:
-                self.switch(read_pinned(self.project, self.pinned_file))
+                if self.switch(read_pinned(self.project, self.pinned_file)):
+                    refreeze_at = time.monotonic() + self.refreeze_after
             except Exception:  # a bad pin or model must not stop the service or this thread
                 log.exception("%s: could not switch to the new pin; still serving v%s",
                               self.project, self.champion.version)  # fmt: skip

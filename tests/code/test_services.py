@@ -444,6 +444,36 @@ def test_a_pin_that_cannot_be_loaded_keeps_the_old_model(tmp_path, monkeypatch, 
         service.close()
 
 
+def test_after_a_switch_the_old_model_is_collected_and_the_new_one_frozen(
+    tmp_path, monkeypatch
+) -> None:
+    import gc
+    import weakref
+
+    class Model:
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+            self.itself = self  # a reference cycle: only the collector frees it
+
+    class Service(_follower_service(tmp_path, monkeypatch)):
+        refreeze_after = 0.05
+
+        def load(self, stored: str) -> Model:
+            return Model(stored)
+
+    service = Service()
+    try:
+        old = weakref.ref(service.champion.model)
+        assert not any(o is old() for o in gc.get_objects())  # frozen at the start
+        _pin(tmp_path / "pinned.json", "2")
+        assert _until(lambda: service.version == "2")
+        assert _until(lambda: old() is None)
+        new = service.champion.model
+        assert _until(lambda: not any(o is new for o in gc.get_objects()))
+    finally:
+        service.close()
+
+
 def test_records_name_the_model_and_version_that_answered(tmp_path, monkeypatch) -> None:
     import time
 
