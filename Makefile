@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql stack stack-down stack-status run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -35,9 +35,27 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet uv
 
+# --inexact: a target's optional group (team) stays installed when another target syncs
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --inexact --quiet
 	@touch $@
+
+$(VENV)/.synced-team: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --group team --quiet
+	@touch $@
+
+# Team mode (docs/team.md): STACK=team points every target at the services `make stack` started,
+# through the address and credentials it wrote to .stack/team.env; without it, nothing changes.
+ifdef STACK
+STACK_ENV := .stack/$(STACK).env
+ifeq ($(filter stack stack-down stack-status help,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(STACK_ENV)),)
+$(error STACK=$(STACK), but $(STACK_ENV) does not exist: start the stack with `make stack` first)
+endif
+endif
+-include $(STACK_ENV)
+export MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD BENTOML_HOME
+endif
 
 setup: $(VENV)/.synced ## Install the locked environment, configure DVC, fetch the data (idempotent)
 	@dvc config --local core.site_cache_dir "$(CURDIR)/.dvc/site-cache"
@@ -65,6 +83,20 @@ chromium: ## Install headless Chromium from Debian's packages, for the dashboard
 	@command -v chromium >/dev/null 2>&1 || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends chromium; }
+
+postgresql: ## Install PostgreSQL from Debian's packages, for the stack (needs root or sudo)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; }
+
+stack: setup $(VENV)/.synced-team postgresql ## Start the team's services on 127.0.0.1 under .stack/: PostgreSQL, MLflow server with auth (docs/team.md)
+	python -m stack up
+
+stack-down: ## Stop what `make stack` started (the data stays for the next `make stack`)
+	@python -m stack down
+
+stack-status: ## Show what of the stack runs where
+	@python -m stack status
 
 lint: $(VENV)/.synced ## ruff check and ruff format --check
 	ruff check .

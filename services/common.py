@@ -33,8 +33,11 @@ from services.http import (
     install_timeout,
 )
 
-# Written by `python -m services.pin`: each project's pinned champion, read by its service.
-PINNED_FILE = Path(__file__).with_name("pinned.json")
+# Written by `python -m services.pin`: each project's pinned champion, read by its service;
+# `SERVICES_PINNED_FILE` moves it (a second set of services from another registry, in tests).
+PINNED_FILE = Path(
+    os.environ.get("SERVICES_PINNED_FILE") or Path(__file__).with_name("pinned.json")
+)
 # The requests a worker holds at once, how many of them run (the others wait their turn), and
 # how long a request may take (see `services.http.Admission`); the environment overrides them
 # (SERVICE_MAX_IN_FLIGHT, SERVICE_MAX_RUNNING, SERVICE_TIME_LIMIT).

@@ -79,12 +79,20 @@ def moved(projects: list[str], pinned_file: Path = PINNED_FILE) -> list[str]:
 @app.command()
 def main(
     out: Annotated[Path, typer.Option(help="Where the pinned tags are written.")] = PINNED_FILE,
+    project: Annotated[
+        list[str] | None, typer.Option(help="Pin only this project (repeat for more).")
+    ] = None,
 ) -> None:
-    """Pin every project's champion and write the tags to `out`."""
+    """Pin every project's champion (or `--project`'s) and write the tags to `out`."""
     import mlflow
 
+    models = registered_models()
+    unknown = sorted(set(project or ()) - set(models))
+    if unknown:
+        raise StageError(f"--project {', '.join(unknown)}: not a served project "
+                         f"(served: {', '.join(sorted(models))})")  # fmt: skip
     mlflow.set_tracking_uri(tracking.tracking_uri())
-    pinned = {project: pin(model) for project, model in registered_models().items()}
+    pinned = {name: pin(model) for name, model in models.items() if not project or name in project}
     # written whole, then renamed over the old file: a running service that follows the pin
     # (services.common.ModelService) never reads half of it
     partial = out.with_name(f".{out.name}.partial")

@@ -1,0 +1,129 @@
+"""`python -m stack up|down|status`: the team's services on this machine (`make stack`,
+`make stack-down`, `make stack-status`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+import typer
+
+from projects.core import cli
+from projects.core.cli import StageError
+from stack import config, mlflow_server, postgres
+from stack.processes import require_free
+
+app = cli.app()
+# the database superuser's password, MLflow's admin password, and the key that signs MLflow's
+# forms and sessions (its CSRF protection): one for every server process, kept across restarts
+SECRETS = ("postgres_password", "admin_password", "flask_secret_key")
+
+
+def _secrets() -> dict[str, str]:
+    """The stack's passwords and keys, generated on its first start and kept in `.stack/`
+    (mode 600); one added by a later version of this file is generated then."""
+    try:
+        found = json.loads(config.secrets_file().read_text())
+    except FileNotFoundError:
+        found = {}
+    except (OSError, ValueError) as exc:
+        raise StageError(
+            f"{config.secrets_file()} is unreadable ({exc}); the passwords in it are the only "
+            "way into the stack's database: restore it"
+        ) from None
+    missing = [name for name in SECRETS if name not in found]
+    if missing:
+        found |= {name: secrets.token_urlsafe(32) for name in missing}
+        _write_private(config.secrets_file(), json.dumps(found, indent=2) + "\n")
+    return found
+
+
+def _write_private(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _state() -> dict[str, Any]:
+    try:
+        return json.loads(config.state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@app.command()
+def up() -> None:
+    """Start PostgreSQL and the MLflow server (each only if it is not running yet), and write
+    `.stack/team.env`, which `STACK=team make <target>` reads."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness poll otherwise
+    running = {"postgres": postgres.DAEMON.pid(), "mlflow": mlflow_server.DAEMON.pid()}
+    if all(running.values()):
+        typer.echo("the stack is already up:")
+        status()
+        return
+    state = _state()
+    ports = {name: state.get(name, {}).get("port") or config.port(name)
+             for name in ("postgres", "mlflow")}  # fmt: skip
+    for name, port in ports.items():
+        if not running[name]:
+            require_free(name, port)
+    keys = _secrets()
+    if not running["postgres"]:
+        if postgres.initialise(keys["postgres_password"]):
+            typer.echo(f"PostgreSQL: a new cluster in {postgres.data_dir(postgres.run_as())}")
+        postgres.start(ports["postgres"])
+    postgres.create_databases(
+        ports["postgres"], keys["postgres_password"],
+        [config.TRACKING_DATABASE, config.AUTH_DATABASE],
+    )  # fmt: skip
+    if not running["mlflow"]:
+        auth = mlflow_server.database_uri(ports["postgres"], keys["postgres_password"],
+                                          config.AUTH_DATABASE)  # fmt: skip
+        mlflow_server.write_auth_config(config.auth_config(), auth, keys["admin_password"])
+        backend = mlflow_server.database_uri(ports["postgres"], keys["postgres_password"],
+                                             config.TRACKING_DATABASE)  # fmt: skip
+        artifacts = config.artifacts_destination()
+        mlflow_server.start(ports["mlflow"], backend, config.auth_config(), artifacts,
+                            keys["flask_secret_key"])  # fmt: skip
+    state = {name: {"port": port} for name, port in ports.items()}
+    state["mlflow"]["url"] = mlflow_server.url(ports["mlflow"])
+    config.state_file().write_text(json.dumps(state, indent=2) + "\n")
+    _write_private(
+        config.env_file(),
+        f"MLFLOW_TRACKING_URI={mlflow_server.url(ports['mlflow'])}\n"
+        f"MLFLOW_TRACKING_USERNAME={config.ADMIN_USER}\n"
+        f"MLFLOW_TRACKING_PASSWORD={keys['admin_password']}\n"
+        # a BentoML store of the stack's own: a tag such as spam-classifier:v1 names another
+        # model in each registry, and the pin must not take the embedded store's for this one
+        f"BENTOML_HOME={config.state_dir() / 'bentoml'}\n",
+    )
+    status()
+
+
+@app.command()
+def down() -> None:
+    """Stop what `up` started, by PID; the data stays for the next `up`."""
+    stopped = [name for name, stop in (("mlflow", mlflow_server.stop), ("postgres", postgres.stop))
+               if stop()]  # fmt: skip
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the stack was not running")
+
+
+@app.command()
+def status() -> None:
+    """What runs where."""
+    state = _state()
+    for name, daemon in (("postgres", postgres.DAEMON), ("mlflow", mlflow_server.DAEMON)):
+        pid = daemon.pid()
+        where = state.get(name, {}).get("url") or (
+            f"{config.HOST}:{state[name]['port']}" if name in state else "-"
+        )
+        typer.echo(f"{name:<10} {'up' if pid else 'down':<5} {where:<28} "
+                   f"{f'pid {pid}' if pid else ''}")  # fmt: skip
+    typer.echo(f"credentials: {config.env_file()} (STACK=team make <target> reads it)")
+
+
+if __name__ == "__main__":
+    cli.run(app)

@@ -1,0 +1,78 @@
+"""Where the stack keeps its state and which ports it listens on, written once.
+
+Every port can be moved with `STACK_<NAME>_PORT` when `make stack` starts the stack; what it
+started is then recorded in `.stack/stack.json`, which the other commands and `.stack/team.env`
+follow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from projects.core import paths
+
+HOST = "127.0.0.1"
+ROOT = paths.main_root()
+
+
+def state_dir() -> Path:
+    """Where the stack keeps everything: `STACK_DIR`, else `.stack/` in the repository (read
+    when called, so that tests run a stack of their own)."""
+    return Path(os.environ.get("STACK_DIR") or ROOT / ".stack")
+
+
+def run_dir() -> Path:
+    return state_dir() / "run"
+
+
+def log_dir() -> Path:
+    return state_dir() / "logs"
+
+
+def state_file() -> Path:
+    """What `up` started, on which ports."""
+    return state_dir() / "stack.json"
+
+
+def secrets_file() -> Path:
+    return state_dir() / "secrets.json"
+
+
+def env_file() -> Path:
+    """What the targets read with STACK=team: the tracking server's address and credentials."""
+    return state_dir() / "team.env"
+
+
+def postgres_dir() -> Path:
+    return state_dir() / "postgres"
+
+
+def auth_config() -> Path:
+    return state_dir() / "basic_auth.ini"
+
+
+DEFAULT_PORTS = {"postgres": 5433, "mlflow": 5100, "prometheus": 9090, "dashboards": 8000}
+# the database user that owns MLflow's databases, and MLflow's own admin user
+DATABASE_USER = "mlflow"
+TRACKING_DATABASE = "mlflow"
+AUTH_DATABASE = "mlflow_auth"
+ADMIN_USER = "admin"
+
+
+def port(name: str) -> int:
+    """`STACK_<NAME>_PORT`, else the default port of `name`."""
+    value = os.environ.get(f"STACK_{name.upper()}_PORT", "")
+    if not value:
+        return DEFAULT_PORTS[name]
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        from projects.core.cli import StageError
+
+        raise StageError(f"STACK_{name.upper()}_PORT={value!r} is not a port (1-65535)")
+    return int(value)
+
+
+def artifacts_destination() -> str:
+    """Where the tracking server keeps artifacts: `STACK_ARTIFACTS` (an `s3://bucket/prefix`,
+    see docs/team.md), else `artifacts/` in the state folder."""
+    return os.environ.get("STACK_ARTIFACTS") or str(state_dir() / "artifacts")
