@@ -73,7 +73,7 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
-test: setup chromium ## Set up, then run every test
+test: setup $(VENV)/.synced-team chromium postgresql ## Set up, then run every test (the team stack's tests too)
 	pytest
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
