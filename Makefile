@@ -106,9 +106,13 @@ format: $(VENV)/.synced ## Format and fix what ruff can
 	ruff format .
 	ruff check --fix .
 
-ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST=, MLFLOW_PORT=)
+ui: setup ## Open the MLflow UI on this repository's store (127.0.0.1:5000; HOST=, MLFLOW_PORT=; with STACK=team, the server's)
+ifneq ($(filter http://% https://%,$(MLFLOW_TRACKING_URI)),)
+	@echo "the MLflow UI is the tracking server's: $(MLFLOW_TRACKING_URI)$(if $(STACK_ENV), (user and password in $(STACK_ENV)))"
+else
 	mlflow ui --host $(HOST) --port $(MLFLOW_PORT) --backend-store-uri \
 	  "$$(python -c 'from projects.core.tracking import tracking_uri; print(tracking_uri())')"
+endif
 
 # Projects are discovered (projects/core/project.py): the Makefile names none. A project's port
 # is in its config; <NAME>_PORT=... (e.g. SPAM_PORT=3101) overrides it, for serve and simulate.
