@@ -270,6 +270,52 @@ def delete_orphan_versions(
     return deleted
 
 
+def foreign_records(client: Any, models_dir: Path) -> list[Path]:
+    """The model records under `models_dir` that another tracking store wrote: their version is
+    not in this store, or is another run's. With `STACK=team` switched on or off, the records
+    and the stages after train would otherwise stand for models this store never saw."""
+    from mlflow.exceptions import MlflowException
+
+    foreign = []
+    for path in sorted(models_dir.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            name, version, run_id = record["model_name"], str(record["version"]), record["run_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a record, or a half-written one: DVC reruns its train anyway
+        try:
+            found = client.get_model_version(name, version)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # the store could not say: leave the record alone
+            found = None
+        if found is None or found.run_id != run_id:
+            foreign.append(path)
+    return foreign
+
+
+def forget_foreign_records(workspace: Path) -> bool:
+    """Remove the model records another tracking store wrote (`foreign_records`), so that their
+    trains run again on this one; True if any was removed."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from projects.core.tracking import tracking_uri
+
+    try:
+        foreign = foreign_records(MlflowClient(tracking_uri()), workspace / "models")
+    except (MlflowException, OSError) as exc:
+        log.warning("could not check the model records against %s: %s", tracking_uri(), exc)
+        return False
+    for path in foreign:
+        log.info(
+            "%s names a model version this tracking store (%s) does not have: its pipeline "
+            "trains again here", path.relative_to(workspace), tracking_uri(),
+        )  # fmt: skip
+        path.unlink()
+    return bool(foreign)
+
+
 def recover(client: Any, workspace: Path) -> None:
     """Mark orphaned runs FAILED, then delete the model versions that no evaluate will judge."""
     fail_orphan_runs(client)
@@ -454,6 +500,9 @@ def run_guarded(command: Sequence[str], root: Path) -> int:
                 repair_dvc_lock(root, killed)
             clear_stale_rwlock(root / ".dvc" / "tmp")
             recover_store(paths.main_root(root))
+            if forget_foreign_records(root) and "repro" in command:
+                # DVC would restore the removed records from its run cache: run the trains
+                command = [*command, "--no-run-cache"]
             _save_dvc_lock(root)
             status = _run(command, lock_fd)
             if status == 0:

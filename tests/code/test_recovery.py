@@ -385,3 +385,20 @@ def test_champion_moves_last_so_a_killed_promote_leaves_it_or_a_consistent_new_o
     # killed after the move: the rerun finds it already champion and keeps why it is
     registry.apply(_decision("2", "2", promoted=True))
     assert client.get_model_version(MODEL, "2").tags["promotion"] == promoted.reason
+
+
+def test_records_another_store_wrote_are_found(client, tmp_path) -> None:
+    here = _version(client, {"project": "x"})
+    run_id = client.get_model_version(MODEL, here).run_id
+    records = {
+        "this store's": {"model_name": MODEL, "version": here, "run_id": run_id},
+        "a version this store lacks": {"model_name": MODEL, "version": "99", "run_id": run_id},
+        "a model this store lacks": {"model_name": "other", "version": "1", "run_id": run_id},
+        "another run's version": {"model_name": MODEL, "version": here, "run_id": "0" * 32},
+    }
+    for i, record in enumerate(records.values()):
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / "model.json").write_text(json.dumps(record))
+    (tmp_path / "p0" / "other.json").write_text("[1, 2]")  # not a record: left alone
+    found = recovery.foreign_records(client, tmp_path)
+    assert [p.parent.name for p in found] == ["p1", "p2", "p3"]
