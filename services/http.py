@@ -227,10 +227,20 @@ class Timeout:
 
 def install_timeout() -> None:
     """Have BentoML build its apps with `Timeout` where it would put its `TimeoutMiddleware`
-    (it imports that name from its module each time it builds an app)."""
-    from bentoml._internal.server.http import traffic
+    (it imports that name from its module each time it builds an app), found in whichever
+    module of BentoML's `http` package defines it."""
+    import importlib
+    import pkgutil
 
-    traffic.TimeoutMiddleware = Timeout  # type: ignore[misc]
+    from bentoml._internal.server import http
+
+    for found in pkgutil.iter_modules(http.__path__):
+        module = importlib.import_module(f"{http.__name__}.{found.name}")
+        if isinstance(getattr(module, "TimeoutMiddleware", None), type):
+            module.TimeoutMiddleware = Timeout
+            return
+    raise RuntimeError("BentoML's TimeoutMiddleware was not found: services.http.Timeout "
+                       "cannot take its place")  # fmt: skip
 
 
 class Contract:

@@ -20,6 +20,7 @@ SHARED = [
     *sorted((paths.ROOT / "services").glob("*.py")),
     *sorted((paths.ROOT / "monitoring").glob("*.py")),
     *sorted((paths.ROOT / "bench").glob("*.py")),
+    *sorted((paths.ROOT / "stack").glob("*.py")),
 ]
 # bench-services holds one service against its hand-written FastAPI twin: its subject is that
 # service by design (docs/services.md), so it may name it.
