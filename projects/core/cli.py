@@ -48,3 +48,35 @@ def run(command: Callable[[], object]) -> None:
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except Exception as exc:
+        problem = tracking_problem(exc)
+        if problem is None:
+            raise  # a bug: its traceback is what fixes it
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def tracking_problem(exc: BaseException) -> str | None:
+    """What to tell the user when `exc` is MLflow failing to reach its tracking server or being
+    refused by it (a server down, a wrong address or password: not a bug); None otherwise."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
+        return None
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "the tracking store")
+    text = str(exc)
+    unreachable = ("Connection refused", "Max retries exceeded", "Failed to establish",
+                   "Name or service not known")  # fmt: skip
+    if any(sign in text for sign in unreachable):
+        return (
+            f"cannot reach the MLflow tracking server at {uri}: is it running? (`make "
+            "stack-status`; `make stack` starts it) Run it again once the server answers:"
+            " @champion moves only when a promote completes."
+        )
+    if "error code 401" in text or "error code 403" in text:
+        return (
+            f"the MLflow tracking server at {uri} refused the credentials "
+            "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; `make stack` writes them "
+            "to .stack/team.env), and run it again:"
+            " @champion moves only when a promote completes."
+        )
+    return None

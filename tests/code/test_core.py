@@ -154,3 +154,45 @@ def test_loading_a_model_the_store_does_not_have_names_it(tmp_path, monkeypatch)
             registry.load_sklearn_model("models:/nothing/1")
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        ("API request to http://h/x failed with exception ... [Errno 111] Connection refused",
+         "cannot reach the MLflow tracking server"),
+        ("API request to endpoint /x failed with error code 401 != 200. Response body: ''",
+         "refused the credentials"),
+    ],
+)  # fmt: skip
+def test_a_tracking_server_down_or_refusing_is_an_error_not_a_traceback(
+    failure, said, capsys, monkeypatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from projects.core import cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+
+    def stage() -> None:
+        raise MlflowException(failure)
+
+    with pytest.raises(SystemExit) as exited:
+        cli.run(stage)
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and said in error and "127.0.0.1:5999" in error
+
+
+def test_other_failures_keep_their_traceback() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from projects.core import cli
+
+    for failure in (MlflowException("a bug of ours"), ValueError("a bug of ours")):
+
+        def stage(failure=failure) -> None:
+            raise failure
+
+        with pytest.raises(type(failure)):
+            cli.run(stage)
