@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class Judgement:
     reasons: list[str] = field(default_factory=list)
     requests: int = 0
     report: Path | None = None
+    drift_share: float = 0.0  # the share of the window's columns that drifted
 
     @property
     def drifted(self) -> bool:
@@ -214,7 +216,7 @@ def judge(
     if not reasons and drifted:
         reasons.append(f"below the threshold; drifted: {', '.join(drifted)}")
     verdict = "drift" if share >= params.drift_share or predictions else "no_drift"
-    return Judgement(project, verdict, reasons)
+    return Judgement(project, verdict, reasons, drift_share=share)
 
 
 def quality_note(snapshot: dict[str, Any], labelled: int) -> str | None:
@@ -286,7 +288,9 @@ def write_latest(directory: Path, judgement: Judgement) -> None:
         "verdict": judgement.verdict,
         "reasons": judgement.reasons,
         "requests": judgement.requests,
+        "drift_share": judgement.drift_share,
         "report": str(judgement.report),
+        "judged_at": time.time(),
     }
     (directory / "latest.json").write_text(json.dumps(latest, indent=1) + "\n")
 
