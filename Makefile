@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium postgresql stack stack-down stack-status run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -73,7 +73,7 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
-test: setup $(VENV)/.synced-team chromium postgresql ## Set up, then run every test (the team stack's tests too)
+test: setup $(VENV)/.synced-team chromium postgresql prometheus ## Set up, then run every test (the team stack's tests too)
 	pytest
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
@@ -89,7 +89,12 @@ postgresql: ## Install PostgreSQL from Debian's packages, for the stack (needs r
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; }
 
-stack: setup $(VENV)/.synced-team postgresql ## Start the team's services on 127.0.0.1 under .stack/: PostgreSQL, MLflow server with auth (docs/team.md)
+prometheus: ## Install Prometheus from Debian's packages, for the stack (needs root or sudo)
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends prometheus; }
+
+stack: setup $(VENV)/.synced-team postgresql prometheus ## Start the team's services on 127.0.0.1 under .stack/: PostgreSQL, MLflow server with auth, Prometheus, Evidently UI (docs/team.md)
 	python -m stack up
 
 stack-down: ## Stop what `make stack` started (the data stays for the next `make stack`)

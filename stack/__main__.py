@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 from typing import Any
 
 import typer
 
 from projects.core import cli
 from projects.core.cli import StageError
-from stack import config, mlflow_server, postgres
-from stack.processes import require_free
+from projects.core.project import discover
+from stack import config, mlflow_server, postgres, prometheus
+from stack.processes import Daemon, require_free
 
 app = cli.app()
 # the database superuser's password, MLflow's admin password, and the key that signs MLflow's
@@ -54,22 +56,30 @@ def _state() -> dict[str, Any]:
         return {}
 
 
+# the stack's processes, in the order they start (and stop in reverse)
+NAMES = ("postgres", "mlflow", "exporter", "dashboards", "prometheus")
+
+
+def _daemons() -> dict[str, Daemon]:
+    return {name: Daemon(name) for name in NAMES}
+
+
 @app.command()
 def up() -> None:
-    """Start PostgreSQL and the MLflow server (each only if it is not running yet), and write
-    `.stack/team.env`, which `STACK=team make <target>` reads."""
+    """Start what is not running yet: PostgreSQL, the MLflow server, the drift exporter, the
+    Evidently UI and Prometheus; write `.stack/team.env`, which `STACK=team make` reads."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per readiness poll otherwise
-    running = {"postgres": postgres.DAEMON.pid(), "mlflow": mlflow_server.DAEMON.pid()}
+    running = {name: daemon.pid() for name, daemon in _daemons().items()}
     if all(running.values()):
         typer.echo("the stack is already up:")
         status()
         return
     state = _state()
-    ports = {name: state.get(name, {}).get("port") or config.port(name)
-             for name in ("postgres", "mlflow")}  # fmt: skip
+    ports = {name: state.get(name, {}).get("port") or config.port(name) for name in NAMES}
     for name, port in ports.items():
         if not running[name]:
             require_free(name, port)
+    prometheus.program()  # installed? said before anything starts
     keys = _secrets()
     if not running["postgres"]:
         if postgres.initialise(keys["postgres_password"]):
@@ -88,8 +98,15 @@ def up() -> None:
         artifacts = config.artifacts_destination()
         mlflow_server.start(ports["mlflow"], backend, config.auth_config(), artifacts,
                             keys["flask_secret_key"])  # fmt: skip
-    state = {name: {"port": port} for name, port in ports.items()}
-    state["mlflow"]["url"] = mlflow_server.url(ports["mlflow"])
+    for name, module in (("exporter", "stack.exporter"), ("dashboards", "monitoring.dashboards")):
+        if not running[name]:
+            _start_python(name, module, ports[name])
+    if not running["prometheus"]:
+        services = {project.name: project.port for project in discover() if project.has_service()}
+        prometheus.start(ports["prometheus"], services, ports["exporter"])
+    state = {name: {"port": port, "url": f"http://{config.HOST}:{port}"}
+             for name, port in ports.items()}  # fmt: skip
+    state["postgres"]["url"] = f"{config.HOST}:{ports['postgres']}"
     config.state_file().write_text(json.dumps(state, indent=2) + "\n")
     _write_private(
         config.env_file(),
@@ -103,11 +120,26 @@ def up() -> None:
     status()
 
 
+def _start_python(name: str, module: str, port: int) -> int:
+    """One of the stack's own Python servers, ready when its port answers HTTP."""
+    import httpx
+
+    url = f"http://{config.HOST}:{port}/"
+
+    def ready() -> bool:
+        return httpx.get(url, timeout=2).status_code < 500
+
+    command = [sys.executable, "-m", module, "--host", config.HOST, "--port", str(port)]
+    return Daemon(name).start(command, ready, timeout=60)
+
+
 @app.command()
 def down() -> None:
-    """Stop what `up` started, by PID; the data stays for the next `up`."""
-    stopped = [name for name, stop in (("mlflow", mlflow_server.stop), ("postgres", postgres.stop))
-               if stop()]  # fmt: skip
+    """Stop what `up` started, by PID, the last started first; the data stays for the next
+    `up`."""
+    stops = {"postgres": postgres.stop}
+    stopped = [name for name, daemon in reversed(_daemons().items())
+               if stops.get(name, daemon.stop)()]  # fmt: skip
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the stack was not running")
 
 
@@ -115,12 +147,10 @@ def down() -> None:
 def status() -> None:
     """What runs where."""
     state = _state()
-    for name, daemon in (("postgres", postgres.DAEMON), ("mlflow", mlflow_server.DAEMON)):
+    for name, daemon in _daemons().items():
         pid = daemon.pid()
-        where = state.get(name, {}).get("url") or (
-            f"{config.HOST}:{state[name]['port']}" if name in state else "-"
-        )
-        typer.echo(f"{name:<10} {'up' if pid else 'down':<5} {where:<28} "
+        where = state.get(name, {}).get("url", "-")
+        typer.echo(f"{name:<11} {'up' if pid else 'down':<5} {where:<28} "
                    f"{f'pid {pid}' if pid else ''}")  # fmt: skip
     typer.echo(f"credentials: {config.env_file()} (STACK=team make <target> reads it)")
 

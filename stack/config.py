@@ -52,7 +52,9 @@ def auth_config() -> Path:
     return state_dir() / "basic_auth.ini"
 
 
-DEFAULT_PORTS = {"postgres": 5433, "mlflow": 5100, "prometheus": 9090, "dashboards": 8000}
+DEFAULT_PORTS = {
+    "postgres": 5433, "mlflow": 5100, "exporter": 9108, "dashboards": 8000, "prometheus": 9090,
+}  # fmt: skip
 # the database user that owns MLflow's databases, and MLflow's own admin user
 DATABASE_USER = "mlflow"
 TRACKING_DATABASE = "mlflow"

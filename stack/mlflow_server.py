@@ -66,7 +66,3 @@ def start(port: int, backend: str, auth_config: Path, artifacts: str, secret_key
         return httpx.get(f"{url(port)}/health", timeout=2).status_code == 200
 
     return DAEMON.start(command, ready, env=env, timeout=120)
-
-
-def stop() -> bool:
-    return DAEMON.stop()

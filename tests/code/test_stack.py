@@ -35,3 +35,28 @@ def test_verdicts_become_prometheus_gauges(tmp_path) -> None:
 def test_nothing_monitored_yet_is_an_empty_exposition(tmp_path) -> None:
     assert "mlops_monitor_unreadable_files 0" in exposition(tmp_path)
     assert 'project="' not in exposition(tmp_path)
+
+
+def test_promtool_accepts_the_alerting_rules() -> None:
+    import subprocess
+
+    from stack import prometheus
+
+    done = subprocess.run(
+        [prometheus.program("promtool"), "check", "rules", str(prometheus.RULES)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_scrapes_every_service_and_the_exporter(tmp_path) -> None:
+    from stack import prometheus
+
+    settings = prometheus.configuration({"a": 3001, "b": 3002}, 9108, tmp_path / "rules.yml")
+    jobs = {job["job_name"]: job["static_configs"] for job in settings["scrape_configs"]}
+    assert jobs["services"] == [
+        {"targets": ["127.0.0.1:3001"], "labels": {"project": "a"}},
+        {"targets": ["127.0.0.1:3002"], "labels": {"project": "b"}},
+    ]
+    assert jobs["monitoring"] == [{"targets": ["127.0.0.1:9108"]}]
+    assert settings["rule_files"] == [str(tmp_path / "rules.yml")]

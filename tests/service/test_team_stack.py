@@ -6,6 +6,7 @@ data), and its champion is pinned and served from it."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from pathlib import Path
@@ -36,8 +37,11 @@ def stack(repo, tmp_path_factory) -> dict[str, str]:
     """A running stack; the environment that points a command at it."""
     root, env = repo
     state = tmp_path_factory.mktemp("stack")
-    env = env | {"STACK_DIR": str(state), "STACK_POSTGRES_PORT": str(_free_port()),
-                 "STACK_MLFLOW_PORT": str(_free_port())}  # fmt: skip
+    names = ("POSTGRES", "MLFLOW", "EXPORTER", "DASHBOARDS", "PROMETHEUS")
+    ports = {f"STACK_{name}_PORT": str(_free_port()) for name in names}
+    # the spam service this module starts, on a port of its own, is one Prometheus scrapes
+    env = env | ports | {"STACK_DIR": str(state), "SPAM_PORT": str(_free_port()),
+                         "MONITORING_DIR": str(state / "monitoring")}  # fmt: skip
     try:
         run_in(root, env, sys.executable, "-m", "stack", "up")
         yield env | _team_env(state)
@@ -97,16 +101,51 @@ def test_the_spam_pipeline_registers_promotes_and_serves_on_the_stack(
     pinned = json.loads((tmp_path / "pinned.json").read_text())["spam"]
     assert pinned["version"] == version
     assert Path(stack["BENTOML_HOME"], "models", "spam-classifier").is_dir()
-    server = start("spam", "127.0.0.1", _free_port(), root, served, tmp_path / "spam.log")
+    port = int(stack["SPAM_PORT"])
+    server = start("spam", "127.0.0.1", port, root, served, tmp_path / "spam.log")
     try:
         wait_ready([server], timeout=120)
         answer = httpx.post(f"{server.url}/classify", json={"texts": ["WIN a prize now"]})
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == version
+        # and the stack's Prometheus scrapes it (every 15 s)
+        assert _until_up(stack, "spam", timeout=40), "Prometheus never saw the service up"
     finally:
         stop([server])
 
 
+def _prometheus(stack: dict[str, str], path: str, **params: str) -> dict:
+    url = f"http://127.0.0.1:{stack['STACK_PROMETHEUS_PORT']}{path}"
+    answer = httpx.get(url, params=params, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def _until_up(stack: dict[str, str], project: str, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _prometheus(stack, "/api/v1/query", query=f'up{{project="{project}"}}')
+        if [r["value"][1] for r in found["result"]] == ["1"]:
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_prometheus_loads_the_alerting_rules(stack) -> None:
+    groups = _prometheus(stack, "/api/v1/rules")["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"ServiceDown", "ServiceErrors", "ServiceSlow", "DataDrift"} <= alerts
+
+
+def test_the_drift_exporter_and_the_evidently_ui_answer(stack) -> None:
+    metrics = httpx.get(f"http://127.0.0.1:{stack['STACK_EXPORTER_PORT']}/metrics")
+    assert metrics.status_code == 200 and "mlops_monitor_unreadable_files 0" in metrics.text
+    assert httpx.get(f"http://127.0.0.1:{stack['STACK_DASHBOARDS_PORT']}/").status_code == 200
+
+
 def test_stack_status_and_down(repo, stack) -> None:
     done = run_in(repo[0], stack, sys.executable, "-m", "stack", "status")
-    assert "postgres" in done.stdout and "mlflow" in done.stdout and " up " in done.stdout
+    for name in ("postgres", "mlflow", "exporter", "dashboards", "prometheus"):
+        assert re.search(rf"^{name} +up ", done.stdout, flags=re.M), done.stdout
