@@ -38,15 +38,8 @@ def _secrets() -> dict[str, str]:
     missing = [name for name in SECRETS if name not in found]
     if missing:
         found |= {name: secrets.token_urlsafe(32) for name in missing}
-        _write_private(config.secrets_file(), json.dumps(found, indent=2) + "\n")
+        config.write_private(config.secrets_file(), json.dumps(found, indent=2) + "\n")
     return found
-
-
-def _write_private(path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(text)
 
 
 def _state() -> dict[str, Any]:
@@ -108,7 +101,7 @@ def up() -> None:
              for name, port in ports.items()}  # fmt: skip
     state["postgres"]["url"] = f"{config.HOST}:{ports['postgres']}"
     config.state_file().write_text(json.dumps(state, indent=2) + "\n")
-    _write_private(
+    config.write_private(
         config.env_file(),
         f"MLFLOW_TRACKING_URI={mlflow_server.url(ports['mlflow'])}\n"
         f"MLFLOW_TRACKING_USERNAME={config.ADMIN_USER}\n"

@@ -78,3 +78,11 @@ def artifacts_destination() -> str:
     """Where the tracking server keeps artifacts: `STACK_ARTIFACTS` (an `s3://bucket/prefix`,
     see docs/team.md), else `artifacts/` in the state folder."""
     return os.environ.get("STACK_ARTIFACTS") or str(state_dir() / "artifacts")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by this user only (mode 600) before anything is in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)

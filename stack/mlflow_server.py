@@ -34,10 +34,7 @@ def write_auth_config(path: Path, database: str, admin_password: str) -> None:
         f"admin_password = {admin_password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(text)
+    config.write_private(path, text)
 
 
 def url(port: int) -> str:

@@ -67,10 +67,9 @@ class Daemon:
         ready: Callable[[], bool],
         env: dict[str, str] | None = None,
         timeout: float = 60,
-        pid_of: Callable[[int], int | None] | None = None,
     ) -> int:
         """Start `command` in a session of its own, its output in the log, and wait until
-        `ready()`; `pid_of` finds the process to record when the command is a launcher."""
+        `ready()`; record its PID."""
         config.run_dir().mkdir(parents=True, exist_ok=True)
         config.log_dir().mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
@@ -80,14 +79,12 @@ class Daemon:
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None and pid_of is None:
+            if process.poll() is not None:
                 break
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # not listening yet, say
                 if ready():
-                    pid = pid_of(process.pid) if pid_of else process.pid
-                    if pid is not None:
-                        self.pid_file.write_text(f"{pid}\n")
-                        return pid
+                    self.pid_file.write_text(f"{process.pid}\n")
+                    return process.pid
             time.sleep(0.25)
         tail = self.log_file.read_text(errors="replace")[-1500:]
         status = process.poll()
