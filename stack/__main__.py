@@ -54,7 +54,8 @@ NAMES = ("postgres", "mlflow", "exporter", "dashboards", "prometheus")
 
 
 def _daemons() -> dict[str, Daemon]:
-    return {name: Daemon(name) for name in NAMES}
+    own = {d.name: d for d in (postgres.DAEMON, mlflow_server.DAEMON, prometheus.DAEMON)}
+    return {name: own.get(name) or Daemon(name) for name in NAMES}
 
 
 @app.command()
