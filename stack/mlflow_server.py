@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from stack import config
-from stack.processes import Daemon
+from stack.processes import Daemon, Launch
 
 DAEMON = Daemon("mlflow")
 
@@ -25,7 +25,8 @@ def database_uri(port: int, password: str, database: str) -> str:
 
 def write_auth_config(path: Path, database: str, admin_password: str) -> None:
     """MLflow's basic-auth settings: users in `database`; new users may read, nothing more;
-    the admin's password generated (MLflow ships none). Readable by this user only."""
+    the admin's password generated (MLflow ships none); verified passwords cached for a
+    minute. Readable by this user only."""
     text = (
         "[mlflow]\n"
         "default_permission = READ\n"
@@ -33,6 +34,10 @@ def write_auth_config(path: Path, database: str, admin_password: str) -> None:
         f"admin_username = {config.ADMIN_USER}\n"
         f"admin_password = {admin_password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # a verified password is trusted for a minute: without it every request pays for a
+        # scrypt hash (0.1-0.4 s here), and a stage makes dozens; a password changed through
+        # the API is seen at once by the worker that changed it, by the others within that
+        "auth_cache_ttl_seconds = 60\n"
     )
     config.write_private(path, text)
 
@@ -41,7 +46,7 @@ def url(port: int) -> str:
     return f"http://{config.HOST}:{port}"
 
 
-def start(port: int, backend: str, auth_config: Path, artifacts: str, secret_key: str) -> int:
+def launch(port: int, backend: str, auth_config: Path, artifacts: str, secret_key: str) -> Launch:
     """`mlflow server` on 127.0.0.1:`port`, ready when `/health` answers."""
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
     command = [
@@ -52,7 +57,7 @@ def start(port: int, backend: str, auth_config: Path, artifacts: str, secret_key
         # only requests addressed to this server, and no browser page from another origin
         "--allowed-hosts", f"{config.HOST}:{port},localhost:{port}",
         "--cors-allowed-origins", f"{url(port)},http://localhost:{port}",
-        "--workers", "2",
+        "--workers", str(config.mlflow_workers()),
     ]  # fmt: skip
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
@@ -62,4 +67,4 @@ def start(port: int, backend: str, auth_config: Path, artifacts: str, secret_key
     def ready() -> bool:
         return httpx.get(f"{url(port)}/health", timeout=2).status_code == 200
 
-    return DAEMON.start(command, ready, env=env, timeout=120)
+    return DAEMON.launch(command, ready, env=env, timeout=180)

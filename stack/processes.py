@@ -61,15 +61,17 @@ class Daemon:
             return None
         return pid
 
-    def start(
+    def launch(
         self,
         command: Sequence[str],
         ready: Callable[[], bool],
         env: dict[str, str] | None = None,
         timeout: float = 60,
-    ) -> int:
-        """Start `command` in a session of its own, its output in the log, and wait until
-        `ready()`; record its PID."""
+    ) -> Launch:
+        """Start `command` in a session of its own, its output in the log, and record its PID
+        at once (so that `down` finds it even if this start is interrupted); `Launch.wait`
+        waits until `ready()`. Launching several first and then waiting lets them start
+        side by side."""
         config.run_dir().mkdir(parents=True, exist_ok=True)
         config.log_dir().mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
@@ -77,22 +79,18 @@ class Daemon:
                 list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=os.environ | (env or {}), cwd=config.ROOT, start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            with contextlib.suppress(Exception):  # not listening yet, say
-                if ready():
-                    self.pid_file.write_text(f"{process.pid}\n")
-                    return process.pid
-            time.sleep(0.25)
-        tail = self.log_file.read_text(errors="replace")[-1500:]
-        status = process.poll()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        what = (f"exited at start (status {status})" if status is not None
-                else f"was not ready within {timeout:.0f} s")  # fmt: skip
-        raise StageError(f"{self.name} {what}; its log ({self.log_file}) ends:\n{tail}")
+        self.pid_file.write_text(f"{process.pid}\n")
+        return Launch(self, process, ready, timeout)
+
+    def start(
+        self,
+        command: Sequence[str],
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> int:
+        """`launch`, then wait until `ready()`; the PID."""
+        return self.launch(command, ready, env, timeout).wait()
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> bool:
         """Stop the process (`signum`, then SIGKILL after `timeout`) and what it started;
@@ -114,3 +112,34 @@ class Daemon:
         psutil.wait_procs(alive, timeout=5)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A daemon's process on its way up."""
+
+    daemon: Daemon
+    process: subprocess.Popen
+    ready: Callable[[], bool]
+    timeout: float
+
+    def wait(self) -> int:
+        """Wait until the process is ready and return its PID; if it exits or is not ready
+        within the time limit, kill it and raise a `StageError` with the end of its log."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(Exception):  # not listening yet, say
+                if self.ready():
+                    return self.process.pid
+            time.sleep(0.25)
+        log = self.daemon.log_file
+        tail = log.read_text(errors="replace")[-1500:]
+        status = self.process.poll()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.daemon.pid_file.unlink(missing_ok=True)
+        what = (f"exited at start (status {status})" if status is not None
+                else f"was not ready within {self.timeout:.0f} s")  # fmt: skip
+        raise StageError(f"{self.daemon.name} {what}; its log ({log}) ends:\n{tail}")

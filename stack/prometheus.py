@@ -11,7 +11,7 @@ import yaml
 
 from projects.core.cli import StageError
 from stack import config
-from stack.processes import Daemon
+from stack.processes import Daemon, Launch
 
 DAEMON = Daemon("prometheus")
 RULES = Path(__file__).with_name("rules.yml")
@@ -48,8 +48,8 @@ def configuration(services: dict[str, int], exporter_port: int, rules: Path) -> 
     }
 
 
-def start(port: int, services: dict[str, int], exporter_port: int) -> int:
-    """Write the configuration into the state folder and start Prometheus on 127.0.0.1:`port`,
+def launch(port: int, services: dict[str, int], exporter_port: int) -> Launch:
+    """Write the configuration into the state folder and launch Prometheus on 127.0.0.1:`port`,
     its data in `prometheus/` there."""
     folder = config.state_dir() / "prometheus"
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,4 +63,4 @@ def start(port: int, services: dict[str, int], exporter_port: int) -> int:
     def ready() -> bool:
         return httpx.get(f"http://{config.HOST}:{port}/-/ready", timeout=2).status_code == 200
 
-    return DAEMON.start(command, ready, timeout=60)
+    return DAEMON.launch(command, ready, timeout=60)
