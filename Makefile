@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -54,10 +54,13 @@ $(error STACK=$(STACK), but $(STACK_ENV) does not exist: start the stack with `m
 endif
 endif
 -include $(STACK_ENV)
-export MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD BENTOML_HOME
+# every setting the file holds: the server's address and credentials, BentoML's store, and the
+# team's DVC remote with its S3 endpoint when there is one
+export $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' $(STACK_ENV) 2>/dev/null)
+TEAM_DEPS := $(VENV)/.synced-team
 endif
 
-setup: $(VENV)/.synced ## Install the locked environment, configure DVC, fetch the data (idempotent)
+setup: $(VENV)/.synced $(TEAM_DEPS) ## Install the locked environment, configure DVC, fetch the data (idempotent)
 	@dvc config --local core.site_cache_dir "$(CURDIR)/.dvc/site-cache"
 	@python -m projects.core.bootstrap
 
@@ -73,8 +76,11 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
+# two workers: one runs the tests of the shared repository copy in order, the other the rest
+# (tests/conftest.py groups them); PYTEST_WORKERS=0 runs everything in this process
+PYTEST_WORKERS ?= 2
 test: setup $(VENV)/.synced-team chromium postgresql prometheus ## Set up, then run every test (the team stack's tests too)
-	pytest
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
 	pytest -m "not e2e and not service"
@@ -96,6 +102,9 @@ prometheus: ## Install Prometheus from Debian's packages, for the stack (needs r
 
 stack: setup $(VENV)/.synced-team postgresql prometheus ## Start the team's services on 127.0.0.1 under .stack/: PostgreSQL, MLflow server with auth, Prometheus, Evidently UI (docs/team.md)
 	python -m stack up
+
+stack-import: setup $(VENV)/.synced-team ## Copy the embedded store's models, runs and aliases, and the data version, to the stack
+	python -m stack import
 
 stack-down: ## Stop what `make stack` started (the data stays for the next `make stack`)
 	@python -m stack down

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import socket
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from projects.core import cli
 from projects.core.cli import StageError
 from projects.core.project import discover
-from stack import config, mlflow_server, postgres, prometheus
-from stack.processes import Daemon, require_free
+from stack import config, mlflow_server, postgres, prometheus, storage
+from stack.processes import Daemon, Launch, require_free
 
 app = cli.app()
 # the database superuser's password, MLflow's admin password, and the key that signs MLflow's
@@ -73,6 +76,7 @@ def up() -> None:
     for name, port in ports.items():
         if not running[name]:
             require_free(name, port)
+    stores = _storage(state)
     prometheus.program()  # installed? said before anything starts
     keys = _secrets()
     if not running["postgres"]:
@@ -83,24 +87,30 @@ def up() -> None:
         ports["postgres"], keys["postgres_password"],
         [config.TRACKING_DATABASE, config.AUTH_DATABASE],
     )  # fmt: skip
+    # the rest start side by side: most of their start is importing Python
+    launches = []
     if not running["mlflow"]:
         auth = mlflow_server.database_uri(ports["postgres"], keys["postgres_password"],
                                           config.AUTH_DATABASE)  # fmt: skip
         mlflow_server.write_auth_config(config.auth_config(), auth, keys["admin_password"])
         backend = mlflow_server.database_uri(ports["postgres"], keys["postgres_password"],
                                              config.TRACKING_DATABASE)  # fmt: skip
-        artifacts = config.artifacts_destination()
-        mlflow_server.start(ports["mlflow"], backend, config.auth_config(), artifacts,
-                            keys["flask_secret_key"])  # fmt: skip
+        launches.append(mlflow_server.launch(
+            ports["mlflow"], backend, config.auth_config(), stores["artifacts"],
+            keys["flask_secret_key"],
+        ))  # fmt: skip
     for name, module in (("exporter", "stack.exporter"), ("dashboards", "monitoring.dashboards")):
         if not running[name]:
-            _start_python(name, module, ports[name])
+            launches.append(_launch_python(name, module, ports[name]))
     if not running["prometheus"]:
         services = {project.name: project.port for project in discover() if project.has_service()}
-        prometheus.start(ports["prometheus"], services, ports["exporter"])
+        launches.append(prometheus.launch(ports["prometheus"], services, ports["exporter"]))
+    for launch in launches:
+        launch.wait()
     state = {name: {"port": port, "url": f"http://{config.HOST}:{port}"}
              for name, port in ports.items()}  # fmt: skip
     state["postgres"]["url"] = f"{config.HOST}:{ports['postgres']}"
+    state["storage"] = stores
     config.state_file().write_text(json.dumps(state, indent=2) + "\n")
     config.write_private(
         config.env_file(),
@@ -109,12 +119,48 @@ def up() -> None:
         f"MLFLOW_TRACKING_PASSWORD={keys['admin_password']}\n"
         # a BentoML store of the stack's own: a tag such as spam-classifier:v1 names another
         # model in each registry, and the pin must not take the embedded store's for this one
-        f"BENTOML_HOME={config.state_dir() / 'bentoml'}\n",
+        f"BENTOML_HOME={config.state_dir() / 'bentoml'}\n"
+        + _storage_settings(stores["dvc_remote"]),
     )
     status()
 
 
-def _start_python(name: str, module: str, port: int) -> int:
+# where the stack keeps files: the setting that chooses it when `up` first runs, and its default
+STORAGE = {
+    "artifacts": ("STACK_ARTIFACTS", config.artifacts_destination),
+    "dvc_remote": ("STACK_DVC_REMOTE", config.dvc_remote),
+}
+
+
+def _storage(state: dict[str, Any]) -> dict[str, str]:
+    """The artifact store and DVC remote: what the first `up` recorded (the registry's runs
+    point into it), else the settings; S3 buckets checked before anything starts."""
+    recorded = state.get("storage", {})
+    chosen = {}
+    for name, (setting, default) in STORAGE.items():
+        asked, kept = default(), recorded.get(name)
+        if kept is not None and setting in os.environ and asked != kept:
+            raise StageError(
+                f"{setting}={asked}, but this stack keeps its {name.replace('_', ' ')} in "
+                f"{kept or 'the repository'} ({config.state_file()}); moving them is in "
+                "docs/team.md (Backups and moves)"
+            )
+        chosen[name] = kept if kept is not None else asked
+        storage.check_bucket(chosen[name], setting)
+    return chosen
+
+
+def _storage_settings(dvc_remote: str) -> str:
+    """team.env's lines that point DVC at the team's remote and at its store."""
+    if not dvc_remote:
+        return ""
+    present = [name for name in storage.CLIENT_SETTINGS if os.environ.get(name)]
+    return f"STACK_DVC_REMOTE={dvc_remote}\n" + "".join(
+        f"{name}={os.environ[name]}\n" for name in present
+    )
+
+
+def _launch_python(name: str, module: str, port: int) -> Launch:
     """One of the stack's own Python servers, ready when its port answers HTTP."""
     import httpx
 
@@ -124,7 +170,61 @@ def _start_python(name: str, module: str, port: int) -> int:
         return httpx.get(url, timeout=2).status_code < 500
 
     command = [sys.executable, "-m", module, "--host", config.HOST, "--port", str(port)]
-    return Daemon(name).start(command, ready, timeout=60)
+    return Daemon(name).launch(command, ready, timeout=120)
+
+
+def _team_environment() -> dict[str, str]:
+    """What `.stack/team.env` says (as `STACK=team make` exports it)."""
+    try:
+        lines = config.env_file().read_text().splitlines()
+    except FileNotFoundError:
+        raise StageError(
+            f"{config.env_file()} does not exist: start the stack with `make stack`"
+        ) from None
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return dict(pairs)
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        str, typer.Option(help="The store to copy from; by default the embedded one.")
+    ] = "",
+    data: Annotated[
+        bool, typer.Option(help="Push the data version to the team's DVC remote.")
+    ] = True,
+    models: Annotated[bool, typer.Option(help="Copy registered models, runs and aliases.")] = True,
+) -> None:
+    """Copy the work done before the team existed to the stack (`make stack-import`): the
+    registered models with their runs and aliases, and the data version `data.dvc` records;
+    a second import copies only what is new."""
+    from mlflow import MlflowClient
+
+    from projects.core import bootstrap, paths, tracking
+    from stack.importer import Importer
+
+    os.environ.update(_team_environment())
+    if data and os.environ.get("STACK_DVC_REMOTE"):
+        pushed = bootstrap.dvc("push", *bootstrap.remote_args(), paths.DATA_DVC_FILE.name)
+        bootstrap.check(pushed, "dvc push to the team's remote")
+        said = pushed.stdout.strip().splitlines()[-1:] or ["pushed"]
+        typer.echo(f"data: {os.environ['STACK_DVC_REMOTE']}: {said[0]}")
+    elif data:
+        typer.echo(
+            "data: the stack has no DVC remote of its own (STACK_DVC_REMOTE); nothing to push"
+        )
+    if not models:
+        return
+    source = source or f"sqlite:///{paths.main_root() / tracking.TRACKING_DB}"
+    if source.startswith("sqlite:///") and not Path(source.removeprefix("sqlite:///")).exists():
+        raise StageError(f"there is no store at {source}: nothing to import")
+    server = os.environ["MLFLOW_TRACKING_URI"]
+    copier = Importer(
+        MlflowClient(tracking_uri=source, registry_uri=source),
+        MlflowClient(tracking_uri=server, registry_uri=server),
+        label=f"{socket.gethostname()}:{source}",
+    )
+    typer.echo(f"models: {copier.everything().summary()}")
 
 
 @app.command()
@@ -146,6 +246,10 @@ def status() -> None:
         where = state.get(name, {}).get("url", "-")
         typer.echo(f"{name:<11} {'up' if pid else 'down':<5} {where:<28} "
                    f"{f'pid {pid}' if pid else ''}")  # fmt: skip
+    stores = state.get("storage", {})
+    typer.echo(f"artifacts   {stores.get('artifacts') or '-'}")
+    own = "the repository's own (.dvc/config)"
+    typer.echo(f"dvc remote  {stores.get('dvc_remote') or own}")
     typer.echo(f"credentials: {config.env_file()} (STACK=team make <target> reads it)")
 
 

@@ -74,10 +74,27 @@ def port(name: str) -> int:
     return int(value)
 
 
+def mlflow_workers() -> int:
+    """How many processes answer the tracking server's requests: `STACK_MLFLOW_WORKERS`, else
+    2 (one request waiting on the database does not hold up the others)."""
+    value = os.environ.get("STACK_MLFLOW_WORKERS", "") or "2"
+    if not value.isdigit() or int(value) < 1:
+        from projects.core.cli import StageError
+
+        raise StageError(f"STACK_MLFLOW_WORKERS={value!r} is not a number of processes (1 or more)")
+    return int(value)
+
+
 def artifacts_destination() -> str:
     """Where the tracking server keeps artifacts: `STACK_ARTIFACTS` (an `s3://bucket/prefix`,
     see docs/team.md), else `artifacts/` in the state folder."""
     return os.environ.get("STACK_ARTIFACTS") or str(state_dir() / "artifacts")
+
+
+def dvc_remote() -> str:
+    """The team's DVC remote, `STACK_DVC_REMOTE` (an `s3://bucket/prefix`), or "" to keep the
+    repository's own remote (`.dvc/config`)."""
+    return os.environ.get("STACK_DVC_REMOTE", "")
 
 
 def write_private(path: Path, text: str) -> None:

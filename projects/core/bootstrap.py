@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,21 @@ def dvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(dvc_command(*args), cwd=paths.ROOT, capture_output=True, text=True)
 
 
+# the DVC remote that `STACK_DVC_REMOTE` (team mode, see docs/team.md) points at, kept in this
+# clone's git-ignored .dvc/config.local
+TEAM_REMOTE = "team"
+
+
+def remote_args() -> list[str]:
+    """`-r team` when `STACK_DVC_REMOTE` names the team's remote (added to this clone's local
+    DVC config first), else nothing: the repository's default remote."""
+    url = os.environ.get("STACK_DVC_REMOTE", "")
+    if not url:
+        return []
+    check(dvc("remote", "add", "--local", "--force", TEAM_REMOTE, url), "dvc remote add")
+    return ["-r", TEAM_REMOTE]
+
+
 def raw_state(raw_dir: Path) -> str:
     """`cached` if `raw_dir` is what data.dvc records and in the DVC cache; `uncached` if it is
     what data.dvc records but not cached (a fresh machine); `missing`; or `different`."""
@@ -88,7 +104,7 @@ def raw_state(raw_dir: Path) -> str:
     return "uncached" if states == {"not in cache"} else "different"
 
 
-def _check(done: subprocess.CompletedProcess[str], what: str) -> None:
+def check(done: subprocess.CompletedProcess[str], what: str) -> None:
     if done.returncode != 0:
         raise StageError(f"{what} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -107,7 +123,7 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
         return False
     if state == "uncached":
         return True  # the recorded bytes, on a machine whose DVC cache lacks them
-    if dvc("pull", "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
+    if dvc("pull", *remote_args(), "--force", "--quiet", paths.DATA_DVC_FILE.name).returncode == 0:
         log.info("data/raw pulled from the DVC remote")
         return False
     build_raw(raw_dir, wheel_cache, project.names())
@@ -120,8 +136,8 @@ def _bring_into_place(raw_dir: Path, wheel_cache: Path, reset: bool) -> bool:
 
 
 def _cache_and_push() -> None:
-    _check(dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
-    _check(dvc("push", paths.DATA_DVC_FILE.name), "dvc push")
+    check(dvc("commit", "--force", paths.DATA_DVC_FILE.name), "dvc commit")
+    check(dvc("push", *remote_args(), paths.DATA_DVC_FILE.name), "dvc push")
 
 
 def record_raw() -> None:
