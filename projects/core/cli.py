@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -64,6 +65,14 @@ def tracking_problem(exc: BaseException) -> str | None:
         return None
     uri = os.environ.get("MLFLOW_TRACKING_URI", "the tracking store")
     text = str(exc)
+    failing = re.search(r"too many (5\d\d) error responses", text)
+    if failing:
+        return (
+            f"the MLflow tracking server at {uri} answers with errors ({failing[1]}): its "
+            "database or artifact store may be down (`make stack-status`; the server's log is "
+            ".stack/logs/mlflow.log). Run it again once it answers:"
+            " @champion moves only when a promote completes."
+        )
     unreachable = ("Connection refused", "Max retries exceeded", "Failed to establish",
                    "Name or service not known")  # fmt: skip
     if any(sign in text for sign in unreachable):

@@ -163,6 +163,10 @@ def test_loading_a_model_the_store_does_not_have_names_it(tmp_path, monkeypatch)
          "cannot reach the MLflow tracking server"),
         ("API request to endpoint /x failed with error code 401 != 200. Response body: ''",
          "refused the credentials"),
+        # what the server answers while its database is down
+        ("API request to http://h/x failed with exception HTTPConnectionPool(host='h'): Max "
+         "retries exceeded with url: /x (Caused by ResponseError('too many 503 error "
+         "responses'))", "answers with errors (503)"),
     ],
 )  # fmt: skip
 def test_a_tracking_server_down_or_refusing_is_an_error_not_a_traceback(
