@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak bench-team data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -76,11 +76,8 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
-# two workers: one runs the tests of the shared repository copy in order, the other the rest
-# (tests/conftest.py groups them); PYTEST_WORKERS=0 runs everything in this process
-PYTEST_WORKERS ?= 2
 test: setup $(VENV)/.synced-team chromium postgresql prometheus ## Set up, then run every test (the team stack's tests too)
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	pytest
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
 	pytest -m "not e2e and not service"
@@ -181,6 +178,9 @@ bench-overload: setup ## Each service at 4x the load it sustains: accepted p99, 
 bench-soak: setup ## Every service under a mix of requests for 10 minutes: errors, memory, request log (MINUTES=, OUT=file.json)
 	python -m services.pin
 	python -m bench.service_soak $(if $(MINUTES),--minutes $(MINUTES)) $(if $(OUT),--out $(OUT))
+
+bench-team: setup $(VENV)/.synced-team postgresql prometheus ## Every pipeline on the embedded store, then on a stack of its own: time per stage (S3=1: artifacts in moto's S3)
+	python -m bench.team_pipeline $(if $(filter 1,$(S3)),--s3)
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record

@@ -143,7 +143,7 @@ def _storage(state: dict[str, Any]) -> dict[str, str]:
             raise StageError(
                 f"{setting}={asked}, but this stack keeps its {name.replace('_', ' ')} in "
                 f"{kept or 'the repository'} ({config.state_file()}); moving them is in "
-                "docs/team.md (Backups and moves)"
+                "docs/team.md (Object storage)"
             )
         chosen[name] = kept if kept is not None else asked
         storage.check_bucket(chosen[name], setting)

@@ -3,6 +3,7 @@ exporter scraped, and the alerting rules of `stack/rules.yml` loaded."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from stack.processes import Daemon, Launch
 
 DAEMON = Daemon("prometheus")
 RULES = Path(__file__).with_name("rules.yml")
-SCRAPE_EVERY = "15s"
+
+
+def scrape_every() -> str:
+    """How often Prometheus scrapes and evaluates the rules: `STACK_SCRAPE_INTERVAL` (a
+    Prometheus duration such as `30s`), else 15 s."""
+    return os.environ.get("STACK_SCRAPE_INTERVAL") or "15s"
 
 
 def program(name: str = "prometheus") -> str:
@@ -30,7 +36,7 @@ def program(name: str = "prometheus") -> str:
 def configuration(services: dict[str, int], exporter_port: int, rules: Path) -> dict:
     """Prometheus' configuration: each service (`project: port`) and the exporter, on 127.0.0.1."""
     return {
-        "global": {"scrape_interval": SCRAPE_EVERY, "evaluation_interval": SCRAPE_EVERY},
+        "global": {"scrape_interval": scrape_every(), "evaluation_interval": scrape_every()},
         "rule_files": [str(rules)],
         "scrape_configs": [
             {

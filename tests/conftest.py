@@ -18,16 +18,8 @@ from tests.repo_copy import copy_repository
 RUNS_LAST = "tests/e2e/test_retrain.py"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Retraining last; and, for `make test`'s workers (pytest-xdist, `--dist loadgroup`),
-    every test of the shared repository copy in one group, run in this order by one worker
-    (they build on each other's pipeline runs), and each other module in a group of its own
-    (its module-scoped fixtures are made once), run by the other worker meanwhile."""
     items.sort(key=lambda item: item.nodeid.startswith(RUNS_LAST))  # stable: the rest keep order
-    for item in items:
-        group = "repo" if "repo" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="session")

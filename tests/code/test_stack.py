@@ -1,10 +1,17 @@
-"""The stack's pieces that need no server: the drift metrics' exposition."""
+"""The stack's pieces that need no server: the drift metrics' exposition, the alerting rules and
+Prometheus's configuration, the choice of stores, the importer's summary."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
+from projects.core.cli import StageError
+from stack.__main__ import _storage
 from stack.exporter import exposition
+from stack.importer import Imported
+from stack.storage import bucket_of, check_bucket
 
 
 def test_verdicts_become_prometheus_gauges(tmp_path) -> None:
@@ -60,3 +67,32 @@ def test_prometheus_scrapes_every_service_and_the_exporter(tmp_path) -> None:
     ]
     assert jobs["monitoring"] == [{"targets": ["127.0.0.1:9108"]}]
     assert settings["rule_files"] == [str(tmp_path / "rules.yml")]
+
+
+def test_the_first_stores_are_kept_and_other_ones_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STACK_DIR", str(tmp_path))
+    monkeypatch.delenv("STACK_DVC_REMOTE", raising=False)
+    monkeypatch.setenv("STACK_ARTIFACTS", str(tmp_path / "artifacts"))
+    first = _storage({})
+    assert first == {"artifacts": str(tmp_path / "artifacts"), "dvc_remote": ""}
+    monkeypatch.delenv("STACK_ARTIFACTS")
+    assert _storage({"storage": first}) == first  # kept without the setting
+    monkeypatch.setenv("STACK_ARTIFACTS", str(tmp_path / "elsewhere"))
+    with pytest.raises(StageError, match="keeps its artifacts in"):
+        _storage({"storage": first})
+
+
+def test_an_s3_url_must_name_a_bucket() -> None:
+    assert bucket_of("s3://team-ml/mlflow") == "team-ml"
+    with pytest.raises(StageError, match="names no bucket"):
+        bucket_of("s3:///mlflow")
+    check_bucket("/a/local/folder", "STACK_ARTIFACTS")  # nothing to check, no boto3 needed
+
+
+def test_the_importer_says_what_it_copied_and_what_it_left() -> None:
+    said = Imported(runs=2, versions=2, aliases=["m@champion -> v2"],
+                    kept_aliases=["m@challenger"]).summary()  # fmt: skip
+    assert said == (
+        "2 runs and 2 model versions copied; aliases set: m@champion -> v2; aliases the "
+        "server already points elsewhere, left as they are: m@challenger"
+    )

@@ -1,8 +1,8 @@
 """Team mode against the real thing: `python -m stack up` starts PostgreSQL, an MLflow server
 with basic authentication and its artifacts in S3, Prometheus and the rest on free ports, in a
 state folder of the test's own; the spam pipeline's train, evaluate and promote stages run
-against it, and its champion is pinned and served from it. The module has a repository copy of
-its own, so that it runs beside the shared copy's tests (tests/conftest.py).
+against it (on the shared repository copy's prepared data), and its champion is pinned and
+served from it.
 
 S3 is moto's standalone server (`moto_server`), as dvc-s3's own tests use: MinIO is not
 available from any package registry here. Everything else is the real program."""
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from services.serve import start, stop, wait_ready
-from tests.repo_copy import copy_repository, run_in
+from tests.repo_copy import run_in
 
 pytestmark = pytest.mark.service
 
@@ -49,13 +49,6 @@ def _team_env(state: Path) -> dict[str, str]:
     """What `.stack/team.env` says, as `STACK=team make` exports it."""
     pairs = (line.split("=", 1) for line in (state / "team.env").read_text().splitlines())
     return dict(pair for pair in pairs if len(pair) == 2)
-
-
-@pytest.fixture(scope="module")
-def team_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A repository copy of this module's own (see tests/repo_copy.py), and its environment."""
-    copy = tmp_path_factory.mktemp("team") / "repo"
-    return copy, copy_repository(copy)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +91,15 @@ def _s3_client(settings: dict[str, str]):
 
 
 @pytest.fixture(scope="module")
-def stack(team_repo, s3, tmp_path_factory) -> dict[str, str]:
+def stack(repo, s3, tmp_path_factory) -> dict[str, str]:
     """A running stack; the environment that points a command at it."""
-    root, env = team_repo
+    root, env = repo
     state = tmp_path_factory.mktemp("stack")
     # the spam service this module starts, on a port of its own, is one Prometheus scrapes;
     # one MLflow worker: the second only serves requests side by side, and takes 20 s to start
     env = env | s3 | BUCKETS | _stack_ports() | {
         "STACK_DIR": str(state), "SPAM_PORT": str(_free_port()), "STACK_MLFLOW_WORKERS": "1",
+        "STACK_SCRAPE_INTERVAL": "2s",
         "MONITORING_DIR": str(state / "monitoring"),
     }  # fmt: skip
     try:
@@ -115,8 +109,8 @@ def stack(team_repo, s3, tmp_path_factory) -> dict[str, str]:
         run_in(root, env, sys.executable, "-m", "stack", "down", ok=False)
 
 
-def test_a_second_up_says_the_stack_is_up(team_repo, stack) -> None:
-    done = run_in(team_repo[0], stack, sys.executable, "-m", "stack", "up")
+def test_a_second_up_says_the_stack_is_up(repo, stack) -> None:
+    done = run_in(repo[0], stack, sys.executable, "-m", "stack", "up")
     assert "already up" in done.stdout
 
 
@@ -134,10 +128,10 @@ def test_the_server_wants_credentials_and_its_own_host_name(stack) -> None:
 
 
 def test_the_spam_pipeline_registers_promotes_and_serves_on_the_stack(
-    team_repo, stack, tmp_path
+    repo, stack, tmp_path, monkeypatch
 ) -> None:
-    root, _ = team_repo
-    run_in(root, stack, "dvc", "repro", "spam-validate")  # the prepared data
+    root, _ = repo
+    run_in(root, stack, "dvc", "repro", "spam-validate")  # prepared data, reused when there
     record, metrics = tmp_path / "model.json", tmp_path / "metrics.json"
     test_file = "data/prepared/spam/test.csv"
     for command in (
@@ -150,12 +144,9 @@ def test_the_spam_pipeline_registers_promotes_and_serves_on_the_stack(
         run_in(root, stack, sys.executable, "-m", *map(str, command))
     version = json.loads(record.read_text())["version"]
 
-    # another process, as a teammate's machine would, sees the same registry and alias
-    look = (
-        "import mlflow; c = mlflow.MlflowClient(); "
-        "print(c.get_model_version_by_alias('spam-classifier', 'champion').version)"
-    )
-    assert run_in(root, stack, sys.executable, "-c", look).stdout.strip() == version
+    # another process (this one), as a teammate's machine would, sees the same registry and alias
+    assert _server(stack, monkeypatch).get_model_version_by_alias(
+        "spam-classifier", "champion").version == version  # fmt: skip
     # the model's files went through the server's proxy into the bucket
     stored = _s3_client(stack).list_objects_v2(Bucket="team-artifacts", Prefix="mlflow/")
     assert any(o["Key"].endswith("/MLmodel") for o in stored.get("Contents", []))
@@ -174,10 +165,19 @@ def test_the_spam_pipeline_registers_promotes_and_serves_on_the_stack(
         answer = httpx.post(f"{server.url}/classify", json={"texts": ["WIN a prize now"]})
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == version
-        # and the stack's Prometheus scrapes it (every 15 s)
+        # and the stack's Prometheus scrapes it (every 2 s here, 15 s by default)
         assert _until_up(stack, "spam", timeout=40), "Prometheus never saw the service up"
     finally:
         stop([server])
+
+
+def _server(stack: dict[str, str], monkeypatch):
+    """A client of the stack's server in this process, with the stack's credentials."""
+    from mlflow import MlflowClient
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, stack[name])
+    return MlflowClient(stack["MLFLOW_TRACKING_URI"], stack["MLFLOW_TRACKING_URI"])
 
 
 def _prometheus(stack: dict[str, str], path: str, **params: str) -> dict:
@@ -211,16 +211,16 @@ def test_the_drift_exporter_and_the_evidently_ui_answer(stack) -> None:
     assert httpx.get(f"http://127.0.0.1:{stack['STACK_DASHBOARDS_PORT']}/").status_code == 200
 
 
-def test_stack_status_and_down(team_repo, stack) -> None:
-    done = run_in(team_repo[0], stack, sys.executable, "-m", "stack", "status")
+def test_stack_status_and_down(repo, stack) -> None:
+    done = run_in(repo[0], stack, sys.executable, "-m", "stack", "status")
     for name in ("postgres", "mlflow", "exporter", "dashboards", "prometheus"):
         assert re.search(rf"^{name} +up ", done.stdout, flags=re.M), done.stdout
 
 
-def test_a_missing_bucket_is_named_before_anything_starts(team_repo, stack, tmp_path) -> None:
+def test_a_missing_bucket_is_named_before_anything_starts(repo, stack, tmp_path) -> None:
     env = stack | _stack_ports() | {"STACK_DIR": str(tmp_path / "other"),
                                     "STACK_ARTIFACTS": "s3://no-such-bucket/mlflow"}  # fmt: skip
-    done = run_in(team_repo[0], env, sys.executable, "-m", "stack", "up", ok=False)
+    done = run_in(repo[0], env, sys.executable, "-m", "stack", "up", ok=False)
     assert done.returncode == 1
     assert "there is no bucket 'no-such-bucket'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "other" / "run").exists()  # nothing was started
@@ -232,9 +232,9 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def test_the_data_version_goes_to_the_s3_remote_and_into_a_fresh_clone(
-    team_repo, stack, tmp_path
+    repo, stack, tmp_path
 ) -> None:
-    root, _ = team_repo
+    root, _ = repo
     done = run_in(root, stack, sys.executable, "-m", "stack", "import", "--no-models")
     assert "data: s3://team-data/dvc" in done.stdout
     clone = tmp_path / "clone"
@@ -268,7 +268,7 @@ def _laptop_store(uri: str) -> None:
 
 
 def test_import_copies_the_laptops_models_runs_and_aliases_once(
-    team_repo, stack, tmp_path, monkeypatch
+    repo, stack, tmp_path, monkeypatch
 ) -> None:
     import mlflow
 
@@ -276,14 +276,12 @@ def test_import_copies_the_laptops_models_runs_and_aliases_once(
     monkeypatch.chdir(tmp_path)  # the store's artifacts beside it
     _laptop_store(laptop)
     command = [sys.executable, "-m", "stack", "import", "--no-data", "--source", laptop]
-    done = run_in(team_repo[0], stack, *command)
+    done = run_in(repo[0], stack, *command)
     assert "2 runs and 2 model versions copied" in done.stdout
     assert "laptop-model@champion -> v2" in done.stdout
 
     # as a teammate sees it: the server's copy, with its run, loaded through the server
-    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        monkeypatch.setenv(name, stack[name])
-    server = mlflow.MlflowClient(stack["MLFLOW_TRACKING_URI"], stack["MLFLOW_TRACKING_URI"])
+    server = _server(stack, monkeypatch)
     version = server.get_model_version_by_alias("laptop-model", "champion")
     run = server.get_run(version.run_id)
     assert (version.version, run.data.params, run.data.metrics) == ("2", {"strategy": "prior"},
@@ -295,5 +293,5 @@ def test_import_copies_the_laptops_models_runs_and_aliases_once(
     )  # fmt: skip
     assert "sklearn" in Path(local).read_text()
 
-    again = run_in(team_repo[0], stack, *command)
+    again = run_in(repo[0], stack, *command)
     assert "0 runs and 0 model versions copied" in again.stdout
