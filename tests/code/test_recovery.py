@@ -297,8 +297,15 @@ def _guarded(root: Path, *command: str) -> tuple[subprocess.Popen, _Output]:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # Ctrl-C as in a terminal, even when the tests run where SIGINT is ignored (a shell's
+        # background job: Python then never turns SIGINT into KeyboardInterrupt)
+        preexec_fn=_default_sigint,
     )
     return process, _Output(process)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_a_second_run_waits_for_the_first_and_a_killed_one_blocks_nothing(tmp_path) -> None:
