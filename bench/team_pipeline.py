@@ -31,6 +31,7 @@ from typing import Annotated
 import typer
 
 from projects.core import cli, paths
+from stack.config import team_environment
 
 app = cli.app()
 REPRO = ["-m", "projects.core.recovery", "--", "dvc", "repro", "--force", "--downstream",
@@ -116,8 +117,7 @@ def main(
         try:
             subprocess.run([sys.executable, "-m", "stack", "up"], cwd=root, env=stack_env,
                            check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-            team = Path(stack_env["STACK_DIR"], "team.env").read_text().splitlines()
-            stack_env |= dict(line.split("=", 1) for line in team if "=" in line)
+            stack_env |= team_environment(Path(stack_env["STACK_DIR"], "team.env"))
             on_stack = _timed_repro(root, stack_env)
             print(f"stack: {on_stack['total']} s", flush=True)
         finally:

@@ -173,18 +173,6 @@ def _launch_python(name: str, module: str, port: int) -> Launch:
     return Daemon(name).launch(command, ready, timeout=120)
 
 
-def _team_environment() -> dict[str, str]:
-    """What `.stack/team.env` says (as `STACK=team make` exports it)."""
-    try:
-        lines = config.env_file().read_text().splitlines()
-    except FileNotFoundError:
-        raise StageError(
-            f"{config.env_file()} does not exist: start the stack with `make stack`"
-        ) from None
-    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-    return dict(pairs)
-
-
 @app.command("import")
 def import_(
     source: Annotated[
@@ -203,7 +191,7 @@ def import_(
     from projects.core import bootstrap, paths, tracking
     from stack.importer import Importer
 
-    os.environ.update(_team_environment())
+    os.environ.update(config.team_environment())
     if data and os.environ.get("STACK_DVC_REMOTE"):
         pushed = bootstrap.dvc("push", *bootstrap.remote_args(), paths.DATA_DVC_FILE.name)
         bootstrap.check(pushed, "dvc push to the team's remote")

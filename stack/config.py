@@ -44,6 +44,19 @@ def env_file() -> Path:
     return state_dir() / "team.env"
 
 
+def team_environment(path: Path | None = None) -> dict[str, str]:
+    """The settings of `.stack/team.env` (or `path`), as `STACK=team make` exports them."""
+    from projects.core.cli import StageError
+
+    path = path or env_file()
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise StageError(f"{path} does not exist: start the stack with `make stack`") from None
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return dict(pairs)
+
+
 def postgres_dir() -> Path:
     return state_dir() / "postgres"
 

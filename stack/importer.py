@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 IMPORTED_FROM = "imported_from"
 # MLflow's own bookkeeping, which the destination writes itself
 _SKIPPED_TAGS = ("mlflow.log-model.history",)
-_BATCH = 500  # under MLflow's 1,000-metric and 100-param limits per call, when split below
+# MLflow's limits per log_batch call
+MAX_PARAMS, MAX_METRICS = 100, 1000
 
 
 @dataclass
@@ -96,14 +97,14 @@ class Importer:
             )  # fmt: skip
             copied = new.info.run_id
             params = [Param(k, v) for k, v in run.data.params.items()]
-            for chunk in _chunks(params, 100):
+            for chunk in _chunks(params, MAX_PARAMS):
                 self.dest.log_batch(copied, params=chunk)
             metrics = [
                 Metric(m.key, m.value, m.timestamp, m.step)
                 for key in run.data.metrics
                 for m in self.source.get_metric_history(run_id, key)
             ]
-            for chunk in _chunks(metrics, _BATCH):
+            for chunk in _chunks(metrics, MAX_METRICS):
                 self.dest.log_batch(copied, metrics=chunk)
             if run.inputs and run.inputs.dataset_inputs:
                 self.dest.log_inputs(copied, datasets=run.inputs.dataset_inputs)

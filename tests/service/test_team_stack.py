@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from services.serve import start, stop, wait_ready
+from stack.config import team_environment
 from tests.repo_copy import run_in
 
 pytestmark = pytest.mark.service
@@ -43,12 +44,6 @@ def _free_port() -> int:
 def _stack_ports() -> dict[str, str]:
     names = ("POSTGRES", "MLFLOW", "EXPORTER", "DASHBOARDS", "PROMETHEUS")
     return {f"STACK_{name}_PORT": str(_free_port()) for name in names}
-
-
-def _team_env(state: Path) -> dict[str, str]:
-    """What `.stack/team.env` says, as `STACK=team make` exports it."""
-    pairs = (line.split("=", 1) for line in (state / "team.env").read_text().splitlines())
-    return dict(pair for pair in pairs if len(pair) == 2)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +99,7 @@ def stack(repo, s3, tmp_path_factory) -> dict[str, str]:
     }  # fmt: skip
     try:
         run_in(root, env, sys.executable, "-m", "stack", "up")
-        yield env | _team_env(state)
+        yield env | team_environment(state / "team.env")
     finally:
         run_in(root, env, sys.executable, "-m", "stack", "down", ok=False)
 
