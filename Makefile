@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak bench-team data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak bench-team bench-batch data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -42,6 +42,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 $(VENV)/.synced-team: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --inexact --group team --quiet
+	@touch $@
+
+$(VENV)/.synced-spark: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --group spark --quiet
 	@touch $@
 
 # Team mode (docs/team.md): STACK=team points every target at the services `make stack` started,
@@ -76,7 +80,7 @@ run: setup ## Set up, then reproduce every project's pipeline
 repro: ## Reproduce the pipelines (no set-up)
 	$(REPRO)
 
-test: setup $(VENV)/.synced-team chromium postgresql prometheus ## Set up, then run every test (the team stack's tests too)
+test: setup $(VENV)/.synced-team $(VENV)/.synced-spark chromium postgresql prometheus java ## Set up, then run every test (the team stack's tests too)
 	pytest
 
 test-fast: setup ## Run the tests, skipping the slow end-to-end and service ones
@@ -91,6 +95,12 @@ postgresql: ## Install PostgreSQL from Debian's packages, for the stack (needs r
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends postgresql; }
+
+java: ## Install Java 17 from Debian's packages (openjdk-17-jre-headless), for Spark (needs root or sudo)
+	@command -v java >/dev/null 2>&1 || [ -x "$$JAVA_HOME/bin/java" ] || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo mkdir -p /usr/share/man/man1; \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
 
 prometheus: ## Install Prometheus from Debian's packages, for the stack (needs root or sudo)
 	@command -v prometheus >/dev/null 2>&1 || { \
@@ -152,6 +162,10 @@ retrain: setup ## Fold PROJECT's labelled production data into its raw data, rer
 	@test -n "$(PROJECT)" || { echo "error: name the project: make retrain PROJECT=<name> (one of: $(call projects-with,feedback))" >&2; exit 2; }
 	python -m monitoring.retrain --project $(PROJECT)
 
+batch-score: setup $(VENV)/.synced-spark java ## Score INPUT (file, folder or glob) with PROJECT's @champion on Spark into OUTPUT (ENGINE=local: in process; SPARK_MASTER=; docs/batch.md)
+	@test -n "$(PROJECT)" -a -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "error: give all three: make batch-score PROJECT=<one of: $(call projects-with,batch)> INPUT=<file, folder or glob> OUTPUT=<new folder>" >&2; exit 2; }
+	python -m batch.job --project "$(PROJECT)" --input "$(INPUT)" --output "$(OUTPUT)" $(if $(ENGINE),--engine "$(ENGINE)") $(if $(SPARK_MASTER),--master "$(SPARK_MASTER)")
+
 lineage: $(VENV)/.synced ## How prediction ID came to be: request log, model version, MLflow run, data, Bento (JSON=1)
 	@test -n "$(ID)" || { echo "error: give the prediction id: make lineage ID=<prediction_id> (every answer of a service carries it)" >&2; exit 2; }
 	@python -m monitoring.lineage $(if $(filter 1,$(JSON)),--json) -- '$(ID)'
@@ -181,6 +195,9 @@ bench-soak: setup ## Every service under a mix of requests for 10 minutes: error
 
 bench-team: setup $(VENV)/.synced-team postgresql prometheus ## Every pipeline on the embedded store, then on a stack of its own: time per stage (S3=1: artifacts in moto's S3)
 	python -m bench.team_pipeline $(if $(filter 1,$(S3)),--s3)
+
+bench-batch: setup $(VENV)/.synced-spark java ## Spark batch scoring of 1, 3 and 10 million generated HDFS log lines: lines/s, memory, local[1] vs local[2], in process (about half an hour; SIZES=, OUT=file.json)
+	python -m bench.batch_scale $(if $(SIZES),--sizes $(SIZES)) $(if $(OUT),--out $(OUT))
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc
 	python -m projects.core.bootstrap --record

@@ -35,7 +35,8 @@ def app() -> typer.Typer:
 def configure_logging(level: int = logging.INFO) -> None:
     """Log progress to stderr in one short format; quiet the chattiest libraries."""
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("alembic", "mlflow", "great_expectations", "urllib3", "git", "matplotlib"):
+    chatty = ("alembic", "mlflow", "great_expectations", "urllib3", "git", "matplotlib", "py4j")
+    for noisy in chatty:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

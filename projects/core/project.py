@@ -14,10 +14,11 @@ folder and talk to it only through these modules of its own, the way Django find
 | `production` | `load()`, `window(data, service, window)`: what `make simulate` sends | simulate |
 | `feedback` | `LABELS`, `fold(joined)`: labelled production data into the raw data | retrain |
 | `bench` | a typer `app`: the project's quality and speed bench (`make bench`) | Makefile |
+| `batch` | `TABLES`, `load`, `spark`, `local`, `example` (`batch/protocol.py`) | batch-score |
 
-`config` and `data` are required; a project without a `production`, `feedback` or `bench` module is
-simply left out of what needs it (and `make retrain` says why). The service is the one
-`services/<name>/bentofile.yaml` names. Nothing here imports a project until asked to.
+`config` and `data` are required; a project without a `production`, `feedback`, `bench` or
+`batch` module is simply left out of what needs it (and `make retrain` says why). The service is
+the one `services/<name>/bentofile.yaml` names. Nothing here imports a project until asked to.
 """
 
 from __future__ import annotations

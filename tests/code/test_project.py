@@ -21,10 +21,12 @@ SHARED = [
     *sorted((paths.ROOT / "monitoring").glob("*.py")),
     *sorted((paths.ROOT / "bench").glob("*.py")),
     *sorted((paths.ROOT / "stack").glob("*.py")),
+    *sorted((paths.ROOT / "batch").glob("*.py")),
 ]
 # bench-services holds one service against its hand-written FastAPI twin: its subject is that
-# service by design (docs/services.md), so it may name it.
-NAMED_BY_DESIGN = {"services_speed.py", "fastapi_spam.py"}
+# service by design (docs/services.md), so it may name it; the batch scale bench is of the HDFS
+# log job by design (docs/batch.md: a day of a cluster's logs).
+NAMED_BY_DESIGN = {"services_speed.py", "fastapi_spam.py", "batch_scale.py"}
 PROJECTS = discover()
 
 
