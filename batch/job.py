@@ -181,6 +181,8 @@ def score_with_spark(
         return summary, spark.sparkContext.master
     except AnalysisException as exc:
         raise StageError(f"Spark cannot read or write: {exc.getMessage()}") from None
+    finally:
+        spark.catalog.clearCache()  # what the job kept on disk, for a session that goes on
 
 
 def score_locally(project: Project, files: list[str], model: batch_spark.Model, target: str):

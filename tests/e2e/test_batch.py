@@ -7,6 +7,7 @@ to 1e-9. `tests/code/test_batch.py` has the checks that need no Spark.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 
 from batch import job
+from batch.spark import session
 from projects.core.project import get, having
 from tests.repo_copy import registry, run_in
 
@@ -28,10 +30,8 @@ EXAMPLE_LINES = 2000
 @pytest.fixture(scope="module")
 def spark():
     """One local Spark session for the module (the jobs reuse it)."""
-    try:
-        from batch.spark import session
-    except ImportError:  # pragma: no cover
-        pytest.fail("pyspark is missing: `make test` installs the spark group")
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.fail("pyspark is missing: `make test` installs the spark dependency group")
     started = session("local[2]", "tests")
     yield started
     started.stop()
