@@ -25,7 +25,7 @@ REQUESTS ?= 1000
 WINDOWS ?= 1
 DRIFT ?= 0
 
-.PHONY: help setup chromium postgresql prometheus stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage bench bench-services bench-monitoring bench-faults bench-overload bench-soak bench-team bench-batch data-record data-rebuild data-reset clean-state
+.PHONY: help setup chromium postgresql prometheus java stack stack-down stack-status stack-import run repro test test-fast lint format ui serve bento simulate monitor dashboards retrain lineage batch-score bench bench-services bench-monitoring bench-faults bench-overload bench-soak bench-team bench-batch data-record data-rebuild data-reset clean-state
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -196,7 +196,7 @@ bench-soak: setup ## Every service under a mix of requests for 10 minutes: error
 bench-team: setup $(VENV)/.synced-team postgresql prometheus ## Every pipeline on the embedded store, then on a stack of its own: time per stage (S3=1: artifacts in moto's S3)
 	python -m bench.team_pipeline $(if $(filter 1,$(S3)),--s3)
 
-bench-batch: setup $(VENV)/.synced-spark java ## Spark batch scoring of 1, 3 and 10 million generated HDFS log lines: lines/s, memory, local[1] vs local[2], in process (about half an hour; SIZES=, OUT=file.json)
+bench-batch: setup $(VENV)/.synced-spark java ## Spark batch scoring of 1, 3 and 10 million generated HDFS log lines: lines/s, memory, local[1] vs local[2], in process (17 min; SIZES=, OUT=file.json; docs/batch.md)
 	python -m bench.batch_scale $(if $(SIZES),--sizes $(SIZES)) $(if $(OUT),--out $(OUT))
 
 data-record: $(VENV)/.synced ## Record data/raw as it is now as a new version in data.dvc

@@ -65,7 +65,11 @@ def session(master: str | None, app_name: str) -> SparkSession:
     # the executors' Python must be this environment's (pyarrow, the projects' code); on a
     # cluster PYSPARK_PYTHON names the environment shipped to them (docs/batch.md)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")  # the job logs its own summary
+    )
     if not under_spark_submit():
         master = master or "local[*]"
         builder = builder.master(master)

@@ -3,11 +3,8 @@ path beside it.
 
 Run: `make bench-batch` (or `python -m bench.batch_scale`), on a quiet machine. With the
 defaults (1, 3 and 10 million lines; `local[1]` and `local[2]`; the in-process path up to 10
-million) expect about half an hour on 2 cores: an estimate from runs of up to 300,000 lines
-on a machine whose other work took 1.3 of its cores, where generating went at ~67,000 lines/s,
-a Spark run at local[1] cost ~70 s (a session and Python workers that start) and ~27,000
-lines/s past that, the in-process path ~20 s and ~23,000 lines/s (~100,000 lines per second of
-its CPU). `--sizes 20000,60000 --local-up-to 60000` is a smoke of every path: 5 minutes,
+million) it took 17 minutes on 2 cores, generating the inputs included (docs/batch.md has the
+figures). `--sizes 20000,60000 --local-up-to 60000` is a smoke of every path: a few minutes,
 nearly all of it Spark's fixed cost.
 
 1. Input: for each size, a folder of simulated HDFS_v1 logs (`projects/anomaly/simulator.py`)

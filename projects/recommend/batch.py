@@ -8,6 +8,7 @@ rejected row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ USER_SCHEMA = (
     "scores array<double>, model_version string"
 )
 PARSED_COLUMNS = ["user_id", "file", "text", "reason"]
+USER_ID = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 def load(folder: Path) -> Recommender:
@@ -43,11 +45,10 @@ def load(folder: Path) -> Recommender:
 
 
 def user_id(text: str | None) -> int | None:
-    """The user id a line or field holds, or None if it is not a whole number."""
+    """The user id a line or field holds, or None if it is not a whole number (of at most 18
+    digits: Spark's ids are 64-bit)."""
     text = (text or "").strip()
-    if not text.lstrip("+-").isdigit():
-        return None
-    return int(text)
+    return int(text) if USER_ID.fullmatch(text) else None
 
 
 def parse(frame: pd.DataFrame) -> pd.DataFrame:

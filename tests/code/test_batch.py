@@ -83,7 +83,11 @@ def test_the_summary_counts_rows_positives_and_rejected_reasons() -> None:
 
 
 def test_a_project_without_a_champion_is_named(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    from projects.core import registry
+
+    # a registry without the alias (a real empty store costs 10 s of migrations here)
+    monkeypatch.setattr(registry, "version_by_alias", lambda name, alias: None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'unused.db'}")
     project = having("batch")[0]
     (tmp_path / "in.txt").write_text("1\n")
     with pytest.raises(StageError, match="has no @champion: run `make run`"):
@@ -147,3 +151,13 @@ def test_spark_file_names_are_the_in_process_ones(file: str, path: str) -> None:
 )
 def test_local_files_are_given_to_spark_as_literal_paths_not_globs(file: str, given: str) -> None:
     assert spark.literal(file) == given
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("42", 42), (" -7 ", -7), ("+-5", None), ("4.0", None), ("9" * 19, None), ("", None)],
+)
+def test_only_whole_numbers_are_user_ids(text: str, expected: int | None) -> None:
+    from projects.recommend.batch import user_id
+
+    assert user_id(text) == expected
