@@ -49,6 +49,11 @@ def is_remote(location: str) -> bool:
     return location.startswith(REMOTE)
 
 
+def hidden(relative: Path) -> bool:
+    """Whether a path has a part Spark skips when it lists a folder (`.x`, `_SUCCESS`)."""
+    return any(part.startswith((".", "_")) for part in relative.parts)
+
+
 def input_files(pattern: str) -> list[str]:
     """The files a local `pattern` (a file, a folder or a glob) names, sorted; a remote one as
     it is (Spark lists it). Hidden files (`.x`, `_SUCCESS`) are skipped, as Spark skips them.
@@ -65,14 +70,17 @@ def input_files(pattern: str) -> list[str]:
         if not files:
             raise StageError(f"INPUT {pattern}: no file matches")
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        # hidden below the folder too: a failed job's `.x.partial-…`, Spark's `_temporary/`
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and not hidden(p.relative_to(path))
+        )
         if not files:
             raise StageError(f"INPUT {pattern}: the folder has no file")
     elif path.is_file():
         files = [path]
     else:
         raise StageError(f"INPUT {pattern}: no such file or folder")
-    visible = [f for f in files if not any(part.startswith((".", "_")) for part in f.parts[-1:])]
+    visible = [f for f in files if not hidden(Path(f.name))]
     if not visible:
         raise StageError(f"INPUT {pattern}: only hidden files (names starting with . or _)")
     if all(f.stat().st_size == 0 for f in visible):
@@ -185,7 +193,9 @@ def score_with_spark(
         spark.catalog.clearCache()  # what the job kept on disk, for a session that goes on
 
 
-def score_locally(project: Project, files: list[str], model: batch_spark.Model, target: str):
+def score_locally(
+    project: Project, files: list[str], model: batch_spark.Model, target: str
+) -> tuple[dict[str, Any], str]:
     """The in-process path into `target`, the same tables as Spark's; return the counts."""
     module = project.module("batch")
     tables = module.local([Path(f) for f in files], model.get(), model.version)

@@ -19,6 +19,8 @@ def test_inputs_are_files_folders_and_globs_sorted_without_hidden_files(tmp_path
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.log").write_text("z\n")
+    (tmp_path / ".old.partial-1").mkdir()
+    (tmp_path / ".old.partial-1" / "d.log").write_text("w\n")
     names = [os.path.basename(f) for f in job.input_files(str(tmp_path))]
     assert names == ["a.log", "b.log", "c.log"]
     assert [os.path.basename(f) for f in job.input_files(str(tmp_path / "*.log"))] == [
